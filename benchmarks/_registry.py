@@ -1,0 +1,103 @@
+"""Benchmark adapters, registered by name; adding a benchmark touches one file."""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Callable, Protocol
+
+from benchmarks.errors import BenchmarkError
+from benchmarks.model import Benchmark
+
+
+class Adapter(Protocol):
+    """Reads one benchmark's native file(s) into the shared data model."""
+
+    name: str
+    #: True when the adapter generates its data and needs no file.
+    embedded: bool
+
+    def sniff(self, raw: Any) -> str | None:
+        """Return the variant name if ``raw`` (parsed JSON) is this benchmark, else None."""
+
+    def load(self, path: Path | None, *, variant: str | None = None, **options: Any) -> Benchmark:
+        """Load and validate; raise BenchmarkError naming the file, record and field."""
+
+
+_ADAPTERS: dict[str, Adapter] = {}
+
+
+def register(factory: Callable[[], Adapter]) -> Callable[[], Adapter]:
+    adapter = factory()
+    _ADAPTERS[adapter.name] = adapter
+    return factory
+
+
+def adapter_names() -> list[str]:
+    return sorted(_ADAPTERS)
+
+
+def get_adapter(name: str) -> Adapter:
+    try:
+        return _ADAPTERS[name]
+    except KeyError:
+        raise BenchmarkError(name, f"unknown benchmark '{name}'.",
+                             fix=f"use one of: {', '.join(adapter_names())}.") from None
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_json(path: Path, benchmark: str) -> Any:
+    """Parse a benchmark JSON file, turning every I/O and syntax problem into a BenchmarkError."""
+    path = Path(path)
+    if not path.exists():
+        raise BenchmarkError(path, "no such file.",
+                             fix=f"pass the {benchmark} file with --data PATH, or run "
+                                 f"'memevolve data fetch {benchmark}'.")
+    if path.is_dir():
+        raise BenchmarkError(path, "is a directory, not a benchmark file.",
+                             fix="pass the JSON file itself with --data.")
+    try:
+        with open(path, "rb") as handle:
+            return json.load(handle)
+    except json.JSONDecodeError as exc:
+        raise BenchmarkError(path, f"is not valid JSON ({exc.msg} at line {exc.lineno}, column "
+                             f"{exc.colno}); the file is truncated or corrupted.",
+                             fix=f"download it again ('memevolve data fetch {benchmark}') and "
+                                 "check it with 'memevolve data verify'.") from None
+    except UnicodeDecodeError as exc:
+        raise BenchmarkError(path, f"is not UTF-8 text ({exc.reason}).",
+                             fix="pass the benchmark's JSON file.") from None
+    except OSError as exc:
+        raise BenchmarkError(path, f"cannot be read ({exc.strerror}).",
+                             fix="check the path and its permissions.") from None
+
+
+def detect(raw: Any) -> tuple[str, str] | None:
+    """Which registered benchmark (and variant) parsed JSON is, or None."""
+    for adapter in _ADAPTERS.values():
+        if adapter.embedded:
+            continue
+        variant = adapter.sniff(raw)
+        if variant is not None:
+            return adapter.name, variant
+    return None
+
+
+def load_benchmark(name: str, path: str | Path | None = None, *, variant: str | None = None,
+                   **options: Any) -> Benchmark:
+    """Load benchmark ``name`` from ``path`` (or its default location) into the data model."""
+    adapter = get_adapter(name)
+    if adapter.embedded:
+        return adapter.load(None, variant=variant, **options)
+    if path is None:
+        from benchmarks.data import default_path
+
+        path = default_path(name)
+    return adapter.load(Path(path), variant=variant, **options)

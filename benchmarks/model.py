@@ -1,0 +1,118 @@
+"""The one data model every benchmark adapter loads into (conversations, sessions, turns, questions)."""
+from __future__ import annotations
+
+from datetime import datetime
+from functools import cached_property
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Turn(BaseModel):
+    """One utterance; its ``id`` is the benchmark-native memory unit id (LoCoMo ``D1:3``)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    session_index: int
+    turn_index: int
+    speaker: str
+    text: str
+    caption: str | None = Field(default=None, description="Image caption on photo turns.")
+
+    @property
+    def content(self) -> str:
+        """The text a memory unit carries: the utterance plus its photo caption, if any."""
+        if self.caption:
+            return f"{self.text} [shares a photo of {self.caption}]"
+        return self.text
+
+
+class Session(BaseModel):
+    """A dated group of consecutive turns. Never carries a benchmark's label-leaking session id."""
+
+    model_config = ConfigDict(frozen=True)
+
+    index: int
+    date: datetime | None = None
+    date_text: str = ""
+    turns: tuple[Turn, ...]
+    summary: str | None = None
+
+
+class Conversation(BaseModel):
+    """The memory an agent holds: sessions of turns between speakers."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    speakers: tuple[str, ...]
+    sessions: tuple[Session, ...]
+
+    @property
+    def turns(self) -> list[Turn]:
+        return [turn for session in self.sessions for turn in session.turns]
+
+    def turn_ids(self) -> set[str]:
+        return {turn.id for session in self.sessions for turn in session.turns}
+
+
+class Question(BaseModel):
+    """A question about one conversation, with its gold answers and gold evidence unit ids."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    conversation_id: str
+    text: str
+    category: str = Field(description="LoCoMo numeric id as text ('1'..'5'); LongMemEval question "
+                          "type; MemBench question type; synthetic uses LoCoMo ids.")
+    answers: tuple[str, ...] = ()
+    adversarial: bool = Field(default=False, description="The right answer is that the "
+                              "information is not in the memory (LoCoMo cat 5, LongMemEval _abs).")
+    adversarial_answer: str | None = Field(default=None, description="LoCoMo cat 5: the WRONG "
+                                           "answer the false premise invites.")
+    evidence: tuple[str, ...] = Field(default=(), description="Gold turn-level unit ids.")
+    evidence_sessions: tuple[int, ...] = Field(default=(), description="Gold session indices.")
+    unresolved_evidence: tuple[str, ...] = Field(default=(), description="Raw evidence ids that "
+                                                 "name no turn of the conversation.")
+    question_date: datetime | None = None
+    choices: dict[str, str] | None = Field(default=None, description="MemBench multiple choice.")
+    correct_choice: str | None = None
+
+
+class Benchmark(BaseModel):
+    """A loaded benchmark: its conversations, its questions and where they came from."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    variant: str = ""
+    source: str = Field(description="Path of the file (or generator spec) it was loaded from.")
+    sha256: str
+    conversations: tuple[Conversation, ...]
+    questions: tuple[Question, ...]
+    warnings: dict[str, int] = Field(default_factory=dict, description="Counted problems in "
+                                     "records that were kept (e.g. unresolved evidence ids).")
+
+    @cached_property
+    def conversation_by_id(self) -> dict[str, Conversation]:
+        return {c.id: c for c in self.conversations}
+
+    @property
+    def key(self) -> str:
+        """Identity of the benchmark's content for caches and the run store."""
+        return f"{self.name}:{self.variant}:{self.sha256[:16]}"
+
+    def counts(self) -> dict[str, int]:
+        return {
+            "conversations": len(self.conversations),
+            "sessions": sum(len(c.sessions) for c in self.conversations),
+            "turns": sum(len(s.turns) for c in self.conversations for s in c.sessions),
+            "questions": len(self.questions),
+        }
+
+    def category_counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for q in self.questions:
+            out[q.category] = out.get(q.category, 0) + 1
+        return dict(sorted(out.items()))

@@ -1,0 +1,4 @@
+"""`python -m evolve` runs the CLI."""
+from evolve.cli import main
+
+main()

@@ -1,0 +1,363 @@
+"""The `memevolve` command line: data, eval, run, runs, compare, export, report, router."""
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import typer
+
+from benchmarks.errors import MemevolveError
+from evolve.console import console, fail, table
+
+app = typer.Typer(help="memevolve: self-tuning retrieval for LLM agent memory.",
+                  no_args_is_help=True, add_completion=False)
+data_app = typer.Typer(help="Benchmark files: fetch (sha256-checked), verify, stats.",
+                       no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+
+def user_errors(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn every error a user can cause into a one-paragraph message and exit code 2."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except MemevolveError as exc:
+            fail(str(exc))
+
+    return wrapper
+
+
+@data_app.command("fetch")
+@user_errors
+def data_fetch(
+    name: str = typer.Argument(..., help="locomo, longmemeval-oracle, longmemeval-s or "
+                               "longmemeval-m."),
+    dest: Optional[Path] = typer.Option(None, help="Where to write the file (default: the "
+                                        "data dir, $MEMEVOLVE_DATA_DIR or ~/.cache/memevolve/data)."),
+    sha256: Optional[str] = typer.Option(None, help="Expected sha256 (overrides the pinned one)."),
+) -> None:
+    """Download a benchmark from its official URL and keep it only if its sha256 checks out."""
+    from benchmarks.data import fetch
+
+    path, digest = fetch(name, dest=dest, expected_sha256=sha256)
+    console.print(f"saved {path}\nsha256 {digest}")
+
+
+@data_app.command("verify")
+@user_errors
+def data_verify(path: Path = typer.Argument(..., help="A benchmark file (or MemBench folder).")) -> None:
+    """Detect which benchmark and variant a file is, check its hash, print its counts."""
+    from benchmarks.data import stats, verify
+
+    result = verify(path)
+    console.print(f"{result.path}: {result.benchmark} ({result.variant})")
+    if result.sha256:
+        console.print(f"sha256 {result.sha256}: {result.hash_status}")
+    _print_stats(stats(result.loaded))
+
+
+@data_app.command("stats")
+@user_errors
+def data_stats(
+    benchmark: str = typer.Option("synthetic", help="Benchmark name."),
+    data: Optional[Path] = typer.Option(None, help="Benchmark file (default: fetched copy)."),
+) -> None:
+    """Print sizes, categories, evidence and load-warning counts of a benchmark."""
+    from benchmarks import load_benchmark
+    from benchmarks.data import stats
+
+    _print_stats(stats(load_benchmark(benchmark, data)))
+
+
+def _print_stats(values: dict[str, object]) -> None:
+    rows = []
+    for key, value in values.items():
+        if isinstance(value, dict):
+            rows.extend((f"{key}: {k}", v) for k, v in value.items())
+        else:
+            rows.append((key, value))
+    console.print(table("counts", ["what", "n"], rows))
+
+
+# Shared options -----------------------------------------------------------------------------
+BenchmarkOpt = typer.Option("synthetic", "--benchmark", "-b",
+                            help="locomo, longmemeval, membench or synthetic (embedded).")
+DataOpt = typer.Option(None, "--data", help="Benchmark file or folder (default: the fetched copy; "
+                       "synthetic needs none).")
+VariantOpt = typer.Option(None, help="Benchmark variant (LongMemEval: oracle, s, m; inferred).")
+SplitOpt = typer.Option("default", help="default, budgetmem, random, stratified or all.")
+SplitSeedOpt = typer.Option(0, help="Seed of the split.")
+DbOpt = typer.Option(Path("runs/memevolve.duckdb"), "--db", help="The DuckDB run store.")
+WorkersOpt = typer.Option(None, help="Ray workers (default: one per core; 0 = in this process).")
+RayAddressOpt = typer.Option(None, "--ray-address", envvar="RAY_ADDRESS",
+                             help="Address of an existing Ray cluster (default: start locally).")
+AnswerModelOpt = typer.Option(None, "--answer-model", help="litellm model of the LLM answerer, "
+                              "e.g. openai/gpt-4o-mini or ollama/llama3.")
+ApiBaseOpt = typer.Option(None, "--api-base", help="API base URL for the LLM models.")
+JudgeModelOpt = typer.Option(None, "--judge-model", help="litellm model of the LLM judge.")
+LocalLLMOpt = typer.Option(False, "--local-llm", help="Serve SmolLM2-135M locally (llama-cpp-python,"
+                           " 'make llm') and use it as answer/judge/diagnoser model.")
+ObjectiveOpt = typer.Option("recall_in_context", help="Metric to optimise: recall_in_context, "
+                            "recall_at_k, answer_f1 or judge.")
+MaxTokensOpt = typer.Option(1000, "--max-context-tokens", help="Cap on the context budget.")
+
+
+def _llm_dict(model: str | None, api_base: str | None, local: Any) -> dict[str, Any] | None:
+    if local is not None:
+        return local.settings.model_dump(mode="json") | {"api_key": "sk-local"}
+    if model is None:
+        return None
+    out: dict[str, Any] = {"model": model}
+    if api_base:
+        out["api_base"] = api_base
+    return out
+
+
+class _MaybeLocalLLM:
+    """Starts the local SmolLM2 server for the command when --local-llm is given."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.server = None
+
+    def __enter__(self):
+        if self.enabled:
+            from evolve.local_llm import LocalLLMServer
+
+            self.server = LocalLLMServer().__enter__()
+        return self.server
+
+    def __exit__(self, *exc: object) -> None:
+        if self.server is not None:
+            self.server.__exit__(*exc)
+
+
+def _config(config_file: Optional[Path], preset: Optional[str], answer_model: Optional[str]):
+    from search_space.config import load_config, load_preset
+
+    if config_file is not None and preset is not None:
+        raise MemevolveError("pass either --config or --preset, not both.")
+    config = load_config(config_file) if config_file else load_preset(preset or "weak")
+    if config.answerer == "llm":
+        if answer_model is None and config.answer_model is None:
+            raise MemevolveError("the config sets answerer=llm but no answering model is "
+                                 "configured. Fix: pass --answer-model MODEL (any litellm model), "
+                                 "--local-llm, or set answerer: extractive.")
+        if answer_model is not None:
+            config = config.model_copy(update={"answer_model": answer_model})
+    return config
+
+
+# Evaluation -----------------------------------------------------------------------------------
+@app.command("eval")
+@user_errors
+def eval_command(
+    benchmark: str = BenchmarkOpt, data: Optional[Path] = DataOpt,
+    variant: Optional[str] = VariantOpt, split: str = SplitOpt, split_seed: int = SplitSeedOpt,
+    part: str = typer.Option("all", help="Which part of the split: dev, test or all."),
+    config_file: Optional[Path] = typer.Option(None, "--config", help="Config YAML (e.g. from "
+                                               "'memevolve export')."),
+    preset: Optional[str] = typer.Option(None, help="weak or strong (default weak)."),
+    db: Path = DbOpt, workers: Optional[int] = WorkersOpt,
+    ray_address: Optional[str] = RayAddressOpt, answer_model: Optional[str] = AnswerModelOpt,
+    api_base: Optional[str] = ApiBaseOpt, judge_model: Optional[str] = JudgeModelOpt,
+    local_llm: bool = LocalLLMOpt, objective: str = ObjectiveOpt,
+) -> None:
+    """Evaluate one config on a benchmark in parallel; store every question's outcome."""
+    import time
+    import uuid
+
+    from benchmarks import load_benchmark
+    from benchmarks.splits import make_split
+    from evolve.evaluation import Evaluator, evaluate_configs, objective_column
+    from evolve.memory.system import EmbedderSpec, LLMSpec
+    from evolve.reporting import category_table
+    from evolve.store import RunStore
+
+    objective_column(objective)
+    with _MaybeLocalLLM(local_llm) as server:
+        answer = _llm_dict(answer_model, api_base, server)
+        config = _config(config_file, preset, answer["model"] if answer else None)
+        judge = _llm_dict(judge_model, api_base, server if judge_model or local_llm else None)
+        if objective == "judge" and judge is None:
+            raise MemevolveError("objective 'judge' needs a judge model. Fix: pass --judge-model.")
+        bench = load_benchmark(benchmark, data, variant=variant)
+        the_split = make_split(bench, split, seed=split_seed)
+        ids = [q.id for q in the_split.questions(bench, part)]
+        run_id = f"eval-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+        with RunStore(db) as store:
+            store.create_run(run_id, "eval", bench, the_split,
+                             {"part": part, "objective": objective, "config": config.config_hash})
+            with Evaluator(bench, workers=workers, ray_address=ray_address,
+                           embedder=EmbedderSpec(), llm=LLMSpec(answer=answer, judge=judge),
+                           progress=True) as evaluator:
+                result = evaluate_configs(evaluator, [config], ids, part=part,
+                                          objective=objective, store=store, run_id=run_id)[0]
+            store.finish_run(run_id, "done")
+    console.print(category_table(f"{bench.name} {part} ({len(ids)} questions), config "
+                                 f"{config.config_hash}", result.rows))
+    console.print(f"run {run_id}: {objective} {result.score:.4f}; {result.n_reused} of "
+                  f"{len(ids)} outcomes reused from {db}; {result.wall_s:.2f}s")
+
+
+# Evolution ------------------------------------------------------------------------------------
+@app.command("run")
+@user_errors
+def run_command(
+    benchmark: str = BenchmarkOpt, data: Optional[Path] = DataOpt,
+    variant: Optional[str] = VariantOpt, split: str = SplitOpt, split_seed: int = SplitSeedOpt,
+    config_file: Optional[Path] = typer.Option(None, "--config", help="Start config YAML."),
+    preset: Optional[str] = typer.Option(None, help="Start preset: weak (default) or strong."),
+    diagnoser: str = typer.Option("rules", help="rules (no LLM) or llm."),
+    diagnoser_model: Optional[str] = typer.Option(None, "--diagnoser-model",
+                                                  help="litellm model of the LLM diagnoser."),
+    objective: str = ObjectiveOpt, max_context_tokens: int = MaxTokensOpt,
+    candidates: int = typer.Option(4, help="Candidates evaluated in parallel per round."),
+    max_rounds: int = typer.Option(20, help="Stop after this many rounds."),
+    explore_after: int = typer.Option(2, help="Explore with Optuna after N rounds without gain."),
+    converge_after: int = typer.Option(4, help="Converge after M rounds without acceptance."),
+    max_evaluations: Optional[int] = typer.Option(None, help="Budget: config evaluations."),
+    max_tokens: Optional[int] = typer.Option(None, help="Budget: LLM tokens."),
+    max_dollars: Optional[float] = typer.Option(None, help="Budget: LLM dollars."),
+    max_wall_s: Optional[float] = typer.Option(None, help="Budget: wall-clock seconds."),
+    confidence: float = typer.Option(0.95, help="Confidence of the paired bootstrap guard."),
+    min_effect: float = typer.Option(0.005, help="Smallest mean gain worth accepting."),
+    seed: int = typer.Option(0, help="Seed of every random choice (bootstrap, Optuna)."),
+    resume: Optional[str] = typer.Option(None, help="Resume a killed run by its id."),
+    db: Path = DbOpt, workers: Optional[int] = WorkersOpt,
+    ray_address: Optional[str] = RayAddressOpt, answer_model: Optional[str] = AnswerModelOpt,
+    api_base: Optional[str] = ApiBaseOpt, judge_model: Optional[str] = JudgeModelOpt,
+    local_llm: bool = LocalLLMOpt,
+    plots: bool = typer.Option(True, help="Write the report's PNG plots at the end."),
+) -> None:
+    """Evolve a retrieval config on the dev split, guarded; report the best once on test."""
+    import os
+
+    from evolve.evolution import EvolveSettings, evolve
+    from evolve.reporting import print_outcome, write_plots
+    from evolve.store import RunStore
+
+    if ray_address:
+        os.environ["RAY_ADDRESS"] = ray_address
+    with _MaybeLocalLLM(local_llm) as server:
+        settings = None
+        if resume is None:
+            answer = _llm_dict(answer_model, api_base, server)
+            start = _config(config_file, preset, answer["model"] if answer else None)
+            diag = _llm_dict(diagnoser_model, api_base,
+                             server if (diagnoser == "llm" and diagnoser_model is None) else None)
+            if diagnoser == "llm" and diag is None:
+                raise MemevolveError("--diagnoser llm needs a model. Fix: pass --diagnoser-model "
+                                     "(any litellm model) or --local-llm.")
+            settings = EvolveSettings(
+                benchmark=benchmark, data=str(data) if data else None, variant=variant,
+                split=split, split_seed=split_seed, preset=None if config_file else preset or "weak",
+                config_path=str(config_file) if config_file else None, diagnoser=diagnoser,
+                diagnoser_model=diag, objective=objective, max_context_tokens=max_context_tokens,
+                candidates=candidates, max_rounds=max_rounds, explore_after=explore_after,
+                converge_after=converge_after, max_evaluations=max_evaluations,
+                max_tokens=max_tokens, max_dollars=max_dollars, max_wall_s=max_wall_s,
+                confidence=confidence, min_effect=min_effect, seed=seed, workers=workers,
+                answer_model=answer if start.answerer == "llm" else None,
+                judge_model=_llm_dict(judge_model, api_base, None))
+        with RunStore(db) as store:
+            outcome = evolve(store, settings, resume=resume,
+                             report=lambda line: console.print(line), progress=True)
+            print_outcome(store, outcome)
+            if plots:
+                for path in write_plots(store, outcome.run_id, db.parent / outcome.run_id):
+                    console.print(f"plot {path}")
+
+
+# Run store ------------------------------------------------------------------------------------
+@app.command("runs")
+@user_errors
+def runs_command(db: Path = DbOpt) -> None:
+    """List the runs in the store."""
+    from evolve.store import RunStore
+
+    with RunStore(db, read_only=True) as store:
+        rows = store.list_runs()
+    console.print(table(f"runs in {db}", ["run", "kind", "benchmark", "split", "status",
+                                          "evaluations", "best dev", "started"],
+                        [[r["run_id"], r["kind"], r["benchmark_key"], r["split_name"],
+                          r["status"], r["n_evaluations"], r.get("best_dev_score"),
+                          str(r["started_at"])[:19]] for r in rows]))
+
+
+@app.command("compare")
+@user_errors
+def compare_command(
+    a: str = typer.Argument(..., help="Run id, evaluation id or config hash (prefix)."),
+    b: str = typer.Argument(..., help="Run id, evaluation id or config hash (prefix)."),
+    metric: str = typer.Option("recall_in_context", help="Metric compared."),
+    confidence: float = typer.Option(0.95, help="Confidence of the bootstrap intervals."),
+    flips: int = typer.Option(15, help="How many flipped questions to list."),
+    db: Path = DbOpt,
+) -> None:
+    """Per-category deltas B - A with paired bootstrap CIs (by conversation) and flips."""
+    from evolve.store import RunStore
+
+    with RunStore(db, read_only=True) as store:
+        result = store.compare(a, b, metric=metric, confidence=confidence)
+    rows = [[d.category, d.n, d.mean_a, d.mean_b, d.delta, f"[{d.ci_low:+.3f}, {d.ci_high:+.3f}]",
+             d.p_value] for d in result.categories + [result.overall]]
+    console.print(table(f"{metric}: B ({result.b_hash}) - A ({result.a_hash}), "
+                        f"{confidence:.0%} CI resampled by conversation",
+                        ["category", "n", "A", "B", "delta", "CI", "p"], rows))
+    if result.flipped:
+        console.print(table(f"{len(result.flipped)} questions flipped (first {flips})",
+                            ["question", "category", "A", "B"],
+                            [[f.question_id, f.category, f.a, f.b]
+                             for f in result.flipped[:flips]]))
+
+
+@app.command("export")
+@user_errors
+def export_command(
+    ref: str = typer.Argument(..., help="Run id (its best config), evaluation id or config hash."),
+    out: Path = typer.Option(Path("tuned.yaml"), "-o", "--out", help="Where to write the YAML."),
+    db: Path = DbOpt,
+) -> None:
+    """Write a config (with provenance) that 'eval --config' reads back."""
+    from evolve.store import RunStore
+
+    with RunStore(db, read_only=True) as store:
+        path = store.export_config(ref, out)
+    console.print(f"wrote {path}")
+
+
+@app.command("report")
+@user_errors
+def report_command(
+    run_id: str = typer.Argument(..., help="An evolution run id."),
+    out: Optional[Path] = typer.Option(None, help="Folder for the PNG plots "
+                                       "(default: next to the store, named by the run)."),
+    db: Path = DbOpt,
+) -> None:
+    """The trajectory of an evolution (round, proposer, edit, dev score with CI, decision)."""
+    from evolve.reporting import print_trajectory, write_plots
+    from evolve.store import RunStore
+
+    with RunStore(db, read_only=True) as store:
+        print_trajectory(store, run_id)
+        for path in write_plots(store, run_id, out or db.parent / run_id):
+            console.print(f"plot {path}")
+
+
+@app.command("space")
+def space_command() -> None:
+    """The search space: every dimension, its domain, default and scope."""
+    from search_space.dimensions import DIMENSIONS
+
+    console.print(table("search space", ["dimension", "type", "domain", "default", "scope",
+                                         "description"],
+                        [[d.name, d.kind, d.domain(), d.default, d.scope, d.description]
+                         for d in DIMENSIONS]))
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,34 @@
+"""Shared terminal output: one rich console, tables, and the user-error exit path."""
+from __future__ import annotations
+
+import sys
+from typing import Iterable, NoReturn, Sequence
+
+from rich.console import Console
+from rich.table import Table
+
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    """Print a user error as one paragraph (no traceback) and exit non-zero."""
+    err_console.print(f"[bold red]error:[/] {message}", soft_wrap=True)
+    sys.exit(code)
+
+
+def table(title: str, columns: Sequence[str], rows: Iterable[Sequence[object]]) -> Table:
+    out = Table(title=title, title_justify="left")
+    for i, name in enumerate(columns):
+        out.add_column(name, justify="left" if i == 0 else "right")
+    for row in rows:
+        out.add_row(*(fmt(v) for v in row))
+    return out
+
+
+def fmt(value: object) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    return str(value)

@@ -1,0 +1,102 @@
+"""The diagnoser interface: the incumbent's dev failures in, a few validated edits out."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Protocol
+
+from search_space.config import ConfigError, RetrievalConfig
+
+if TYPE_CHECKING:
+    from evolve.store import RunStore
+
+
+@dataclass(frozen=True)
+class Edit:
+    """Set ``field`` to ``value``, globally or (category set) as a per-category override."""
+
+    field: str
+    value: Any
+    category: str | None = None
+
+    def label(self) -> str:
+        where = f"[{self.category}]" if self.category else ""
+        return f"{self.field}{where}={self.value}"
+
+
+@dataclass
+class Proposal:
+    edits: tuple[Edit, ...]
+    rationale: str
+    proposer: str
+
+    def edit_json(self) -> str:
+        return json.dumps([e.__dict__ for e in self.edits], sort_keys=True)
+
+    def apply(self, config: RetrievalConfig) -> RetrievalConfig:
+        """The edited config; raises ConfigError when an edit leaves the space."""
+        out = config
+        for edit in self.edits:
+            out = out.with_values({edit.field: edit.value}, edit.category)
+        return out
+
+
+@dataclass
+class Attempt:
+    """A tried candidate, as the history the diagnosers see."""
+
+    round: int
+    proposer: str
+    edit_json: str
+    delta: float | None
+    decision: str
+
+
+@dataclass
+class DiagnosisContext:
+    """What a diagnoser may read: the store (SQL over failures), the incumbent and history."""
+
+    store: "RunStore"
+    run_id: str
+    round: int
+    incumbent: RetrievalConfig
+    benchmark_key: str
+    question_ids: list[str]
+    objective: str
+    max_context_tokens: int
+    history: list[Attempt]
+    seed: int
+    n_proposals: int
+    tried_hashes: set[str] = field(default_factory=set)
+    #: Filled by a diagnoser that failed and fell back (recorded in the round's reason).
+    notes: list[str] = field(default_factory=list)
+    #: Dimensions an LLM proposed that the space lacks (stored for a person, never executed).
+    new_dimensions: list[dict[str, str]] = field(default_factory=list)
+
+    def admissible(self, proposal: Proposal) -> RetrievalConfig | None:
+        """The proposal's config if it is valid, within the token cap and not tried yet."""
+        try:
+            config = proposal.apply(self.incumbent)
+        except ConfigError:
+            return None
+        budgets = [config.context_budget] + [o.get("context_budget", 0)
+                                             for o in config.overrides.values()]
+        if max(budgets) > self.max_context_tokens:
+            return None
+        if config.config_hash in self.tried_hashes or config == self.incumbent:
+            return None
+        return config
+
+
+class Diagnoser(Protocol):
+    name: str
+
+    def propose(self, context: DiagnosisContext) -> list[Proposal]: ...
+
+
+DIAGNOSERS: dict[str, Callable[..., Diagnoser]] = {}
+
+
+def register(cls: type) -> type:
+    DIAGNOSERS[cls.name] = cls
+    return cls

@@ -1,0 +1,169 @@
+"""The rules diagnoser (default, no LLM): SQL assigns failures to buckets, a rule table maps
+buckets (per category) to edits."""
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any, Callable
+
+from evolve.diagnosers.base import DiagnosisContext, Edit, Proposal, register
+from search_space.config import RetrievalConfig
+
+TEMPORAL_CATEGORIES = ("2", "temporal-reasoning")
+
+#: Each failing question gets exactly one bucket, first match wins.
+BUCKET_SQL = """
+SELECT category,
+       CASE
+         WHEN adversarial AND NOT abstained AND answer_f1 IS NOT NULL AND answer_f1 < 1
+              THEN 'adversarial_false_answer'
+         WHEN recall_in_context IS NULL THEN NULL
+         WHEN evidence_rank IS NULL THEN 'never_retrieved'
+         WHEN recall_in_context = 0 AND evidence_rank IS NOT NULL THEN 'ranked_below_cut'
+         WHEN recall_in_context < 1 THEN 'partially_retrieved'
+         WHEN category IN ('2', 'temporal-reasoning') AND answer_f1 IS NOT NULL
+              AND answer_f1 < 0.5 THEN 'temporal_wrong_date'
+         WHEN answer_f1 IS NOT NULL AND answer_f1 < 0.5 THEN 'in_context_answered_wrong'
+       END AS bucket,
+       count(*) AS n,
+       avg(evidence_rank) AS mean_rank
+FROM question_results
+WHERE config_hash = ? AND benchmark_key = ? AND question_id IN (SELECT unnest(?::VARCHAR[]))
+  AND invalid_reason IS NULL
+GROUP BY ALL
+HAVING bucket IS NOT NULL
+ORDER BY n DESC
+"""
+
+
+def failure_buckets(context: DiagnosisContext) -> list[dict[str, Any]]:
+    """(category, bucket, n, mean_rank) for the incumbent's failing dev questions."""
+    return context.store.query(BUCKET_SQL, [context.incumbent.config_hash, context.benchmark_key,
+                                            context.question_ids])
+
+
+Rule = Callable[[RetrievalConfig, str], list[tuple[Edit, ...]]]
+
+
+def _step(config: RetrievalConfig, name: str, category: str | None, factor: float,
+          low: float, high: float, integer: bool = True) -> tuple[Edit, ...]:
+    value = config.value(name, category) * factor
+    value = min(max(value, low), high)
+    return (Edit(name, int(round(value)) if integer else round(value, 3), category),)
+
+
+def _add_retriever(config: RetrievalConfig, extra: str) -> tuple[Edit, ...] | None:
+    active = set(config.retrievers.split("+"))
+    if extra in active:
+        return None
+    order = ["bm25", "dense", "structured"]
+    return (Edit("retrievers", "+".join(r for r in order if r in active | {extra})),)
+
+
+def _never_retrieved(config: RetrievalConfig, category: str) -> list[tuple[Edit, ...]]:
+    out = [e for e in (_add_retriever(config, "dense"), _add_retriever(config, "structured")) if e]
+    if not config.bm25_stemming:
+        out.append((Edit("bm25_stemming", True),))
+    if not config.bm25_stopwords:
+        out.append((Edit("bm25_stopwords", True),))
+    if not config.value("query_keywords", category):
+        out.append((Edit("query_keywords", True, category),))
+    if category in TEMPORAL_CATEGORIES and not config.value("temporal_cues", category):
+        out.append((Edit("temporal_cues", True, category),))
+    out.append(_step(config, "top_k", None, 1.6, 1, 50))
+    if config.unit == "turn":
+        out.append((Edit("unit", "window"),))
+    return out
+
+
+def _ranked_below_cut(config: RetrievalConfig, category: str) -> list[tuple[Edit, ...]]:
+    out = [_step(config, "top_k", None, 1.6, 1, 50),
+           _step(config, "top_k", category, 1.6, 1, 50),
+           _step(config, "context_budget", None, 1.5, 100, 8000)]
+    if config.value("include_dates", category):
+        out.append((Edit("include_dates", False, category),))
+    if config.value("mmr_lambda", category) > 0.6:
+        out.append((Edit("mmr_lambda", 0.7, category),))
+    if "dense" in config.retrievers and "bm25" in config.retrievers:
+        weight = config.value("dense_weight", category)
+        out.append((Edit("dense_weight", round(min(weight + 0.2, 1.0), 2), category),))
+        out.append((Edit("dense_weight", round(max(weight - 0.2, 0.0), 2), category),))
+    if len(config.retrievers.split("+")) > 1:
+        out.append((Edit("fusion", "rrf" if config.fusion == "weighted" else "weighted"),))
+    out.append((Edit("bm25_b", round(max(config.bm25_b - 0.25, 0.0), 2)),))
+    return out
+
+
+def _partially_retrieved(config: RetrievalConfig, category: str) -> list[tuple[Edit, ...]]:
+    out = [_step(config, "top_k", category, 1.6, 1, 50),
+           (Edit("neighbor_expansion", min(config.value("neighbor_expansion", category) + 1, 3),
+                 category),)]
+    if config.value("mmr_lambda", category) > 0.6:
+        out.append((Edit("mmr_lambda", 0.6, category),))
+    return out + _never_retrieved(config, category)[:2]
+
+
+def _temporal(config: RetrievalConfig, category: str) -> list[tuple[Edit, ...]]:
+    out = []
+    if not config.value("include_dates", category):
+        out.append((Edit("include_dates", True, category),))
+    if not config.value("temporal_cues", category):
+        out.append((Edit("temporal_cues", True, category),))
+    return out
+
+
+def _answered_wrong(config: RetrievalConfig, category: str) -> list[tuple[Edit, ...]]:
+    out = []
+    if config.answerer == "llm":
+        for style in ("short", "sentence", "reasoned"):
+            if style != config.value("answer_style", category):
+                out.append((Edit("answer_style", style, category),))
+    if config.value("packing_order", category) == "rank":
+        out.append((Edit("packing_order", "chronological", category),))
+    return out
+
+
+def _adversarial(config: RetrievalConfig, category: str) -> list[tuple[Edit, ...]]:
+    threshold = config.value("abstain_threshold", category)
+    out = [(Edit("abstain_threshold", round(min(threshold + 0.25, 1.0), 2), category),)]
+    if not config.value("speaker_swap", category):
+        out.append((Edit("speaker_swap", True, category),))
+    return out
+
+
+RULES: dict[str, Rule] = {
+    "never_retrieved": _never_retrieved,
+    "ranked_below_cut": _ranked_below_cut,
+    "partially_retrieved": _partially_retrieved,
+    "temporal_wrong_date": _temporal,
+    "in_context_answered_wrong": _answered_wrong,
+    "adversarial_false_answer": _adversarial,
+}
+
+
+@register
+class RulesDiagnoser:
+    """Largest failure buckets first; each bucket's edits in rule order; untried and valid only."""
+
+    name = "rules"
+
+    def propose(self, context: DiagnosisContext) -> list[Proposal]:
+        buckets = failure_buckets(context)
+        score: Counter[tuple[Edit, ...]] = Counter()
+        why: dict[tuple[Edit, ...], str] = {}
+        for row in buckets:
+            for rank, edits in enumerate(RULES[row["bucket"]](context.incumbent, row["category"])):
+                # Earlier rules of a bucket are the likelier fix: discount later ones.
+                score[edits] += row["n"] / (1 + rank)
+                why.setdefault(edits, f"{row['n']} '{row['bucket']}' failures in category "
+                                      f"{row['category']}")
+        proposals, seen = [], set()
+        for edits, _ in score.most_common():
+            proposal = Proposal(edits, why[edits], self.name)
+            config = context.admissible(proposal)
+            if config is None or config.config_hash in seen:
+                continue
+            seen.add(config.config_hash)
+            proposals.append(proposal)
+            if len(proposals) == context.n_proposals:
+                break
+        return proposals

@@ -1,0 +1,241 @@
+"""Evaluation of configs on a benchmark: in-process or on Ray actors that keep indexes warm; the
+driver alone reads and writes the run store, reusing every stored (config, question) outcome."""
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
+
+from benchmarks.errors import MemevolveError
+from benchmarks.model import Benchmark
+from evolve.memory.system import EmbedderSpec, LLMSpec, MemorySystem
+from search_space.config import RetrievalConfig
+
+if TYPE_CHECKING:
+    from evolve.store import RunStore
+
+OBJECTIVES = {
+    "recall_in_context": "evidence recall within the context budget (offline default)",
+    "recall_at_k": "evidence recall of the top_k units",
+    "answer_f1": "official LoCoMo answer score of the answer",
+    "judge": "LLM judge verdict (needs --judge-model)",
+}
+#: Questions per Ray task: small enough for a live progress bar and for configs to interleave.
+CHUNK = 250
+
+
+def objective_column(objective: str) -> str:
+    if objective not in OBJECTIVES:
+        raise MemevolveError(f"unknown objective '{objective}'. Fix: use one of "
+                             f"{', '.join(OBJECTIVES)}.")
+    return "judge_correct" if objective == "judge" else objective
+
+
+def question_scores(rows: Iterable[dict[str, Any]], objective: str) -> dict[str, float]:
+    """Question id -> objective value, for the questions where it is defined (valid, with gold)."""
+    column = objective_column(objective)
+    out = {}
+    for row in rows:
+        value = row.get(column)
+        if value is None or row.get("invalid_reason"):
+            continue
+        out[row["question_id"]] = float(value)
+    return out
+
+
+def mean_score(rows: Iterable[dict[str, Any]], objective: str) -> float | None:
+    values = list(question_scores(rows, objective).values())
+    return sum(values) / len(values) if values else None
+
+
+class Evaluator:
+    """Runs MemorySystems over shards of conversations; ``workers=0`` runs in this process."""
+
+    def __init__(self, benchmark: Benchmark, *, workers: int | None = None,
+                 ray_address: str | None = None, embedder: EmbedderSpec | None = None,
+                 llm: LLMSpec | None = None, progress: bool = False) -> None:
+        self.benchmark = benchmark
+        self.embedder = embedder or EmbedderSpec()
+        self.llm = llm or LLMSpec()
+        self.progress = progress
+        self.ray_address = ray_address or os.environ.get("RAY_ADDRESS")
+        self.workers = (os.cpu_count() or 1) if workers is None else workers
+        self._local: MemorySystem | None = None
+        self._actors: list[Any] = []
+        self._shard_of: dict[str, int] = {}
+
+    # Set-up --------------------------------------------------------------------------------
+    def _start(self) -> None:
+        if self.workers == 0:
+            if self._local is None:
+                self._local = MemorySystem(self.benchmark.conversations,
+                                           self.benchmark.questions, self.embedder, self.llm)
+            return
+        if self._actors:
+            return
+        import ray
+
+        from evolve.ray_actors import ShardActor
+
+        if not ray.is_initialized():
+            if self.ray_address:
+                ray.init(address=self.ray_address, log_to_driver=False)
+            else:
+                ray.init(num_cpus=max(self.workers, 1), include_dashboard=False,
+                         log_to_driver=False, configure_logging=False)
+        shards = shard_conversations(self.benchmark, self.workers)
+        for index, conv_ids in enumerate(shards):
+            wanted = set(conv_ids)
+            conversations = [c for c in self.benchmark.conversations if c.id in wanted]
+            questions = [q for q in self.benchmark.questions if q.conversation_id in wanted]
+            for q in questions:
+                self._shard_of[q.id] = index
+            self._actors.append(ShardActor.remote(conversations, questions, self.embedder,
+                                                  self.llm))
+
+    def close(self) -> None:
+        if self._actors:
+            import ray
+
+            for actor in self._actors:
+                ray.kill(actor)
+            self._actors = []
+
+    def __enter__(self) -> "Evaluator":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # Work ----------------------------------------------------------------------------------
+    def run(self, jobs: Sequence[tuple[RetrievalConfig, Sequence[str]]],
+            ) -> list[tuple[list[dict[str, Any]], list[dict[str, Any]]]]:
+        """Evaluate each (config, question ids) job; all jobs run concurrently on the actors.
+        Returns (rows, llm call rows) per job, rows in the job's question order."""
+        self._start()
+        if self._local is not None:
+            return [self._local.evaluate(config, ids) for config, ids in jobs]
+        import ray
+
+        tasks: dict[Any, int] = {}
+        for job_index, (config, ids) in enumerate(jobs):
+            payload = config.canonical_json()
+            by_shard: dict[int, list[str]] = {}
+            for qid in ids:
+                by_shard.setdefault(self._shard_of[qid], []).append(qid)
+            for shard, shard_ids in by_shard.items():
+                for start in range(0, len(shard_ids), CHUNK):
+                    ref = self._actors[shard].evaluate.remote(payload,
+                                                              shard_ids[start:start + CHUNK])
+                    tasks[ref] = job_index
+        results: list[dict[str, dict[str, Any]]] = [{} for _ in jobs]
+        calls: list[list[dict[str, Any]]] = [[] for _ in jobs]
+        pending = list(tasks)
+        total = sum(len(ids) for _, ids in jobs)
+        with _progress(self.progress, total) as advance:
+            while pending:
+                done, pending = ray.wait(pending, num_returns=1)
+                for ref in done:
+                    rows, call_rows = ray.get(ref)
+                    job = tasks[ref]
+                    for row in rows:
+                        # A retried task returns the same rows: keyed by id, never counted twice.
+                        results[job][row["question_id"]] = row
+                    calls[job].extend(call_rows)
+                    advance(len(rows))
+        out = []
+        for job_index, (_, ids) in enumerate(jobs):
+            missing = [q for q in ids if q not in results[job_index]]
+            if missing:
+                raise MemevolveError(f"{len(missing)} questions came back without a result "
+                                     f"(e.g. {missing[0]}); nothing was stored. Fix: rerun.")
+            out.append(([results[job_index][q] for q in ids], calls[job_index]))
+        return out
+
+
+def shard_conversations(benchmark: Benchmark, workers: int) -> list[list[str]]:
+    """Conversations spread over workers, balancing question counts (largest first)."""
+    counts: dict[str, int] = {c.id: 0 for c in benchmark.conversations}
+    for q in benchmark.questions:
+        counts[q.conversation_id] += 1
+    n = max(1, min(workers, len(counts)))
+    shards: list[list[str]] = [[] for _ in range(n)]
+    loads = [0] * n
+    for conv_id in sorted(counts, key=lambda c: -counts[c]):
+        target = loads.index(min(loads))
+        shards[target].append(conv_id)
+        loads[target] += counts[conv_id] + 1
+    return shards
+
+
+class _progress:
+    """A rich progress bar over questions when enabled, else a no-op."""
+
+    def __init__(self, enabled: bool, total: int) -> None:
+        self.enabled = enabled and total > 0
+        self.total = total
+
+    def __enter__(self):
+        if not self.enabled:
+            return lambda n: None
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+        self._bar = Progress("[progress.description]{task.description}", BarColumn(),
+                             MofNCompleteColumn(), TimeElapsedColumn(), transient=True)
+        self._bar.start()
+        task = self._bar.add_task("evaluating", total=self.total)
+        return lambda n: self._bar.advance(task, n)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.enabled:
+            self._bar.stop()
+
+
+@dataclass
+class EvaluationResult:
+    config: RetrievalConfig
+    part: str
+    rows: list[dict[str, Any]]
+    score: float | None
+    n_reused: int
+    wall_s: float
+    evaluation_id: str | None = None
+    llm_calls: list[dict[str, Any]] = field(default_factory=list)
+
+
+def evaluate_configs(evaluator: Evaluator, configs: Sequence[RetrievalConfig],
+                     question_ids: Sequence[str], *, part: str, objective: str,
+                     store: "RunStore | None" = None, run_id: str | None = None,
+                     ) -> list[EvaluationResult]:
+    """Evaluate several configs on the same questions at once, reusing stored outcomes."""
+    objective_column(objective)
+    start = time.perf_counter()
+    key = evaluator.benchmark.key
+    cached = [store.cached_results(c.config_hash, key, question_ids) if store else {}
+              for c in configs]
+    jobs, job_of = [], {}
+    for i, config in enumerate(configs):
+        missing = [q for q in question_ids if q not in cached[i]]
+        if missing:
+            job_of[i] = len(jobs)
+            jobs.append((config, missing))
+    fresh = evaluator.run(jobs) if jobs else []
+    wall = time.perf_counter() - start
+    results = []
+    for i, config in enumerate(configs):
+        new_rows, calls = fresh[job_of[i]] if i in job_of else ([], [])
+        by_id = {**cached[i], **{r["question_id"]: r for r in new_rows}}
+        rows = [by_id[q] for q in question_ids]
+        score = mean_score(rows, objective)
+        result = EvaluationResult(config, part, rows, score, len(cached[i]), wall,
+                                  llm_calls=calls)
+        if store is not None and run_id is not None:
+            result.evaluation_id = store.record_evaluation(
+                run_id, config, key, part, list(question_ids), new_rows, len(cached[i]),
+                objective, score if score is not None and not math.isnan(score) else None, wall)
+            if calls:
+                store.record_llm_calls(run_id, calls)
+        results.append(result)
+    return results

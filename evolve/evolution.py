@@ -1,0 +1,318 @@
+"""The self-evolution loop: diagnose the incumbent's dev failures, evaluate K candidates in
+parallel, let the guarded meta-analyzer decide, explore when stalled, stop on convergence or
+budget; every round commits in one transaction and a killed run resumes from the last one."""
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from pydantic import BaseModel, Field
+
+from benchmarks import load_benchmark
+from benchmarks.errors import MemevolveError
+from benchmarks.splits import Split, make_split
+from evolve.diagnosers import DIAGNOSERS
+from evolve.diagnosers.base import Attempt, DiagnosisContext, Proposal
+from evolve.evaluation import Evaluator, EvaluationResult, evaluate_configs, objective_column
+from evolve.explore import explore
+from evolve.memory.system import EmbedderSpec, LLMSpec
+from evolve.meta import Guard, judge_candidate
+from evolve.store import RunStore
+from search_space.config import RetrievalConfig, load_config, load_preset
+
+
+class EvolveSettings(BaseModel):
+    """Everything that defines an evolution run; stored with the run so --resume needs nothing."""
+
+    benchmark: str = "synthetic"
+    data: str | None = None
+    variant: str | None = None
+    split: str = "default"
+    split_seed: int = 0
+    preset: str | None = "weak"
+    config_path: str | None = None
+    diagnoser: str = "rules"
+    diagnoser_model: dict[str, Any] | None = None
+    objective: str = "recall_in_context"
+    max_context_tokens: int = 1000
+    candidates: int = Field(4, ge=1, le=32)
+    max_rounds: int = Field(20, ge=1)
+    explore_after: int = Field(2, ge=1)
+    converge_after: int = Field(4, ge=1)
+    max_evaluations: int | None = None
+    max_tokens: int | None = None
+    max_dollars: float | None = None
+    max_wall_s: float | None = None
+    confidence: float = Field(0.95, gt=0.5, lt=1.0)
+    min_effect: float = Field(0.005, ge=0.0)
+    seed: int = 0
+    workers: int | None = None
+    answer_model: dict[str, Any] | None = None
+    judge_model: dict[str, Any] | None = None
+
+
+@dataclass
+class RunOutcome:
+    run_id: str
+    status: str
+    start: EvaluationResult
+    best: EvaluationResult
+    test_start: EvaluationResult | None
+    test_best: EvaluationResult | None
+    rounds: int
+    evaluations: int
+    wall_s: float
+
+
+@dataclass
+class _State:
+    round: int
+    incumbent: RetrievalConfig
+    incumbent_result: EvaluationResult
+    stagnant: int
+    evaluations: int
+    tokens: int
+    cost: float
+    wall_s: float
+
+
+Reporter = Callable[[str], None]
+
+
+def start_config(settings: EvolveSettings) -> RetrievalConfig:
+    config = load_config(settings.config_path) if settings.config_path else \
+        load_preset(settings.preset or "weak")
+    if settings.answer_model and config.answerer == "llm":
+        config = config.model_copy(update={"answer_model": settings.answer_model["model"]})
+    if config.context_budget > settings.max_context_tokens:
+        config = config.with_values({"context_budget": settings.max_context_tokens})
+    return config
+
+
+def evolve(store: RunStore, settings: EvolveSettings | None = None, *, resume: str | None = None,
+           report: Reporter = lambda line: None, progress: bool = False) -> RunOutcome:
+    """Run (or resume) an evolution and evaluate the best config once on the test split."""
+    began = time.perf_counter()
+    if resume is not None:
+        run = store.run(resume)
+        if run["kind"] != "evolve":
+            raise MemevolveError(f"run '{resume}' is a {run['kind']} run, not an evolution. "
+                                 "Fix: pass the id of a 'memevolve run' run.")
+        settings = EvolveSettings.model_validate_json(run["settings_json"])
+        run_id = resume
+    else:
+        settings = settings or EvolveSettings()
+        run_id = f"evolve-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+    objective_column(settings.objective)
+    if settings.diagnoser not in DIAGNOSERS:
+        raise MemevolveError(f"unknown diagnoser '{settings.diagnoser}'. Fix: use one of "
+                             f"{', '.join(sorted(DIAGNOSERS))}.")
+    benchmark = load_benchmark(settings.benchmark, settings.data, variant=settings.variant)
+    if resume is not None:
+        split = Split.model_validate_json(store.run(run_id)["split_json"])
+        if split.benchmark_key != benchmark.key:
+            raise MemevolveError(f"run '{run_id}' was made on {split.benchmark_key} but the data "
+                                 f"now loads as {benchmark.key}. Fix: pass the original --data.")
+    else:
+        split = make_split(benchmark, settings.split, seed=settings.split_seed)
+        store.create_run(run_id, "evolve", benchmark, split, settings.model_dump())
+    dev_ids = [q.id for q in split.questions(benchmark, "dev")]
+    test_ids = [q.id for q in split.questions(benchmark, "test")]
+    if not dev_ids:
+        raise MemevolveError(f"split '{split.name}' leaves no dev questions. Fix: choose "
+                             "another --split.")
+    guard = Guard(settings.confidence, settings.min_effect, seed=settings.seed)
+    diagnoser = DIAGNOSERS[settings.diagnoser](**(
+        {"model": settings.diagnoser_model} if settings.diagnoser == "llm" else {}))
+    llm = LLMSpec(answer=settings.answer_model, judge=settings.judge_model)
+
+    with Evaluator(benchmark, workers=settings.workers, embedder=EmbedderSpec(), llm=llm,
+                   progress=progress) as evaluator:
+        def evaluate(configs: list[RetrievalConfig], ids: list[str], part: str):
+            return evaluate_configs(evaluator, configs, ids, part=part,
+                                    objective=settings.objective, store=store, run_id=run_id)
+
+        start = evaluate([start_config(settings)], dev_ids, "dev")[0]
+        state = _restore(store, run_id, start, evaluate, dev_ids)
+        if state is None:
+            state = _State(0, start.config, start, 0, 1, 0, 0.0, 0.0)
+            with store.transaction():
+                store.insert_rows("rounds", [_round_row(run_id, state, "baseline", "baseline",
+                                                        f"start config scores {start.score:.4f}",
+                                                        settings.seed)])
+        report(f"round 0: start {_describe(start.config)} dev {settings.objective} "
+               f"{start.score:.4f}")
+        status = store.run(run_id)["status"]
+        while status == "running":
+            status = _round(store, run_id, settings, state, diagnoser, guard, evaluate, dev_ids,
+                            report, began)
+        best = state.incumbent_result
+        test_start = test_best = None
+        if test_ids:
+            test_start, test_best = evaluate([start.config, best.config], test_ids, "test")
+            report(f"test: start {test_start.score:.4f} -> evolved {test_best.score:.4f}")
+    return RunOutcome(run_id, status, start, best, test_start, test_best, state.round,
+                      state.evaluations, time.perf_counter() - began)
+
+
+def _round(store: RunStore, run_id: str, settings: EvolveSettings, state: _State, diagnoser,
+           guard: Guard, evaluate, dev_ids: list[str], report: Reporter, began: float) -> str:
+    """One round, committed as a whole; returns the run status after it."""
+    round_start = time.perf_counter()
+    number = state.round + 1
+    spent = _budget_spent(settings, state, number)
+    if spent:
+        _finish(store, run_id, state, "budget_spent", spent, settings.seed)
+        return "budget_spent"
+    history = _history(store, run_id)
+    context = DiagnosisContext(store=store, run_id=run_id, round=number,
+                               incumbent=state.incumbent, benchmark_key=_bench_key(store, run_id),
+                               question_ids=dev_ids, objective=settings.objective,
+                               max_context_tokens=settings.max_context_tokens, history=history,
+                               seed=settings.seed, n_proposals=settings.candidates,
+                               tried_hashes=_tried_hashes(store, run_id))
+    mode = "explore" if state.stagnant >= settings.explore_after else "diagnose"
+    proposals: list[Proposal] = []
+    if mode == "diagnose":
+        proposals = diagnoser.propose(context)
+        if not proposals:
+            mode = "explore"
+    if mode == "explore":
+        proposals = explore(context, _scores_by_edit(store, run_id))
+    if not proposals:
+        _finish(store, run_id, state, "converged", "no untried admissible edit is left",
+                settings.seed, notes=context.notes)
+        return "converged"
+    configs = [p.apply(state.incumbent) for p in proposals]
+    results = evaluate(configs, dev_ids, "dev")
+    state.evaluations += len(results)
+    state.tokens += sum(c["prompt_tokens"] + c["completion_tokens"]
+                        for r in results for c in r.llm_calls)
+    state.cost += sum(c["cost_usd"] for r in results for c in r.llm_calls)
+    verdicts = [judge_candidate(state.incumbent_result.rows, r.rows, settings.objective, guard)
+                for r in results]
+    accepted = [i for i, v in enumerate(verdicts) if v.decision == "accepted"]
+    winner = max(accepted, key=lambda i: verdicts[i].delta) if accepted else None
+    candidate_rows = []
+    for i, (proposal, result, verdict) in enumerate(zip(proposals, results, verdicts)):
+        decision, reason = verdict.decision, verdict.reason
+        if decision == "accepted" and i != winner:
+            decision, reason = "rejected", f"significant, but another candidate gained more; {reason}"
+        candidate_rows.append({
+            "run_id": run_id, "round": number, "candidate": i,
+            "parent_hash": state.incumbent.config_hash, "config_hash": result.config.config_hash,
+            "proposer": proposal.proposer, "edit_json": proposal.edit_json(),
+            "rationale": proposal.rationale, "dev_score": result.score, "delta": verdict.delta,
+            "ci_low": verdict.ci_low, "ci_high": verdict.ci_high, "p_value": verdict.p_value,
+            "decision": decision, "reason": reason})
+    if winner is not None:
+        state.incumbent, state.incumbent_result = configs[winner], results[winner]
+        state.stagnant = 0
+        decision, reason = "accept", f"accepted {proposals[winner].edit_json()}: " \
+                                     f"{verdicts[winner].reason}"
+    else:
+        state.stagnant += 1
+        decision, reason = "keep", f"no significant gain among {len(proposals)} candidates"
+    state.round = number
+    state.wall_s += time.perf_counter() - round_start
+    status = "running"
+    if state.stagnant >= settings.converge_after:
+        decision, status = "converge", "converged"
+        reason += f"; {state.stagnant} rounds without acceptance: converged"
+    if context.notes:
+        reason += "; " + "; ".join(context.notes)
+    with store.transaction():
+        store.insert_rows("candidates", candidate_rows)
+        store.insert_rows("rounds", [_round_row(run_id, state, mode, decision, reason,
+                                                settings.seed)])
+        if context.new_dimensions:
+            store.insert_rows("dimension_proposals", [
+                {"run_id": run_id, "round": number, **d} for d in context.new_dimensions])
+        if status != "running":
+            store.finish_run(run_id, status)
+    report(f"round {number} ({mode}): {decision}; incumbent dev {state.incumbent_result.score:.4f}"
+           f" [{len(proposals)} candidates, best delta "
+           f"{max(v.delta for v in verdicts):+.4f}]")
+    return status
+
+
+def _budget_spent(settings: EvolveSettings, state: _State, number: int) -> str | None:
+    if number > settings.max_rounds:
+        return f"max rounds {settings.max_rounds} reached"
+    if settings.max_evaluations is not None and state.evaluations >= settings.max_evaluations:
+        return f"evaluation budget {settings.max_evaluations} spent"
+    if settings.max_tokens is not None and state.tokens >= settings.max_tokens:
+        return f"token budget {settings.max_tokens} spent"
+    if settings.max_dollars is not None and state.cost >= settings.max_dollars:
+        return f"dollar budget {settings.max_dollars} spent"
+    if settings.max_wall_s is not None and state.wall_s >= settings.max_wall_s:
+        return f"wall-time budget {settings.max_wall_s}s spent"
+    return None
+
+
+def _finish(store: RunStore, run_id: str, state: _State, status: str, reason: str, seed: int,
+            notes: list[str] | None = None) -> None:
+    state.round += 1
+    decision = "budget" if status == "budget_spent" else "converge"
+    if notes:
+        reason += "; " + "; ".join(notes)
+    with store.transaction():
+        store.insert_rows("rounds", [_round_row(run_id, state, "stop", decision, reason, seed)])
+        store.finish_run(run_id, status)
+
+
+def _round_row(run_id: str, state: _State, mode: str, decision: str, reason: str,
+               seed: int) -> dict[str, Any]:
+    return {"run_id": run_id, "round": state.round,
+            "incumbent_hash": state.incumbent.config_hash,
+            "incumbent_score": state.incumbent_result.score or 0.0, "mode": mode,
+            "decision": decision, "reason": reason,
+            "rng_state": json.dumps({"seed": seed, "round": state.round,
+                                     "stagnant": state.stagnant}),
+            "evaluations_used": state.evaluations, "tokens_used": state.tokens,
+            "cost_used": state.cost, "wall_s": state.wall_s}
+
+
+def _restore(store: RunStore, run_id: str, start: EvaluationResult, evaluate,
+             dev_ids: list[str]) -> _State | None:
+    """The state after the last committed round, or None for a fresh run."""
+    rows = store.query("SELECT * FROM rounds WHERE run_id = ? ORDER BY round DESC LIMIT 1",
+                       [run_id])
+    if not rows:
+        return None
+    last = rows[0]
+    incumbent = store.config(last["incumbent_hash"])
+    result = start if incumbent == start.config else evaluate([incumbent], dev_ids, "dev")[0]
+    stagnant = json.loads(last["rng_state"])["stagnant"]
+    return _State(last["round"], incumbent, result, stagnant, last["evaluations_used"],
+                  last["tokens_used"], last["cost_used"], last["wall_s"])
+
+
+def _history(store: RunStore, run_id: str) -> list[Attempt]:
+    rows = store.query("SELECT round, proposer, edit_json, delta, decision FROM candidates "
+                       "WHERE run_id = ? ORDER BY round, candidate", [run_id])
+    return [Attempt(r["round"], r["proposer"], r["edit_json"], r["delta"], r["decision"])
+            for r in rows]
+
+
+def _tried_hashes(store: RunStore, run_id: str) -> set[str]:
+    rows = store.query("SELECT config_hash FROM candidates WHERE run_id = ? UNION "
+                       "SELECT incumbent_hash FROM rounds WHERE run_id = ?", [run_id, run_id])
+    return {r["config_hash"] for r in rows}
+
+
+def _scores_by_edit(store: RunStore, run_id: str) -> dict[str, float]:
+    rows = store.query("SELECT edit_json, dev_score FROM candidates WHERE run_id = ? AND "
+                       "proposer = 'optuna' AND dev_score IS NOT NULL", [run_id])
+    return {r["edit_json"]: r["dev_score"] for r in rows}
+
+
+def _bench_key(store: RunStore, run_id: str) -> str:
+    return store.run(run_id)["benchmark_key"]
+
+
+def _describe(config: RetrievalConfig) -> str:
+    return f"{config.config_hash} ({config.retrievers}, top_k={config.top_k})"

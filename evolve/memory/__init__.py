@@ -1,0 +1,1 @@
+"""The memory system being tuned (units, retrievers, fusion, packing, answerers)."""

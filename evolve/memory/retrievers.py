@@ -1,0 +1,150 @@
+"""Retrievers over one conversation's units: BM25, dense (FAISS) and structured signals."""
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Callable, Protocol
+
+import numpy as np
+from rank_bm25 import BM25Okapi
+
+from evolve.memory.text import (RELATIVE_TIME, bm25_tokens, is_temporal_question, names_in,
+                                temporal_target)
+
+if TYPE_CHECKING:
+    from evolve.memory.query import ProcessedQuery
+    from evolve.memory.units import UnitSet
+    from search_space.config import RetrievalConfig
+
+
+class Retriever(Protocol):
+    """Scores every unit of a conversation for a processed query (higher is more relevant)."""
+
+    name: str
+
+    def scores(self, units: "UnitSet", query: "ProcessedQuery",
+               config: "RetrievalConfig") -> np.ndarray: ...
+
+
+RETRIEVERS: dict[str, Callable[[], Retriever]] = {}
+
+
+def register(cls: type) -> type:
+    RETRIEVERS[cls.name] = cls
+    return cls
+
+
+def _token_settings(config: "RetrievalConfig") -> tuple[bool, bool, bool, bool]:
+    return (config.bm25_lowercase, config.bm25_strip_punctuation, config.bm25_stopwords,
+            config.bm25_stemming)
+
+
+@register
+class BM25Retriever:
+    """rank-bm25 Okapi over the units, one index per (unit set, tokenisation, k1, b)."""
+
+    name = "bm25"
+
+    def __init__(self) -> None:
+        self._indexes: dict[tuple, BM25Okapi | None] = {}
+
+    def _index(self, units: "UnitSet", config: "RetrievalConfig") -> BM25Okapi | None:
+        key = (id(units), _token_settings(config), config.bm25_k1, config.bm25_b)
+        if key not in self._indexes:
+            lower, punct, stop, stem = key[1]
+            corpus = [bm25_tokens(u.rendered(False), lowercase=lower, strip_punctuation=punct,
+                                  stopwords=stop, stemming=stem) or ["_"] for u in units.units]
+            self._indexes[key] = BM25Okapi(corpus, k1=config.bm25_k1, b=config.bm25_b)
+        return self._indexes[key]
+
+    def scores(self, units, query, config) -> np.ndarray:
+        index = self._index(units, config)
+        lower, punct, stop, stem = _token_settings(config)
+        best = np.zeros(len(units.units))
+        for text in query.bm25_texts:
+            tokens = bm25_tokens(text, lowercase=lower, strip_punctuation=punct, stopwords=stop,
+                                 stemming=stem)
+            if tokens:
+                best = np.maximum(best, index.get_scores(tokens))
+        return best
+
+
+@register
+class DenseRetriever:
+    """Cosine similarity of sentence embeddings, searched with a FAISS inner-product index."""
+
+    name = "dense"
+
+    def __init__(self) -> None:
+        self._indexes: dict[int, object] = {}
+        self.embedder = None  # set by the memory system (shared, cached on disk)
+
+    def unit_vectors(self, units: "UnitSet") -> np.ndarray:
+        return self._index(units)[1]
+
+    def _index(self, units: "UnitSet"):
+        key = id(units)
+        if key not in self._indexes:
+            import faiss
+
+            vectors = self.embedder.embed([u.rendered(False) for u in units.units]).astype(np.float32)
+            index = faiss.IndexFlatIP(vectors.shape[1])
+            index.add(vectors)
+            self._indexes[key] = (index, vectors)
+        return self._indexes[key]
+
+    def scores(self, units, query, config) -> np.ndarray:
+        index, _ = self._index(units)
+        n = index.ntotal
+        vectors = self.embedder.embed(list(query.dense_texts)).astype(np.float32)
+        sims, ids = index.search(vectors, n)
+        out = np.full(n, -1.0)
+        for row_sims, row_ids in zip(sims, ids):
+            np.maximum.at(out, row_ids, row_sims)
+        return out
+
+
+@register
+class StructuredRetriever:
+    """Speaker and entity match, plus date proximity to the question's temporal cues."""
+
+    name = "structured"
+
+    def __init__(self) -> None:
+        self._features: dict[int, tuple[list[str], np.ndarray, list[set[str]]]] = {}
+
+    def _unit_features(self, units: "UnitSet"):
+        key = id(units)
+        if key not in self._features:
+            speakers = [u.speaker.lower() for u in units.units]
+            has_time = np.array([bool(RELATIVE_TIME.search(u.text)) for u in units.units],
+                                dtype=float)
+            names = [{n.lower() for n in names_in(u.text)} for u in units.units]
+            self._features[key] = (speakers, has_time, names)
+        return self._features[key]
+
+    def scores(self, units, query, config) -> np.ndarray:
+        speakers, has_time, names = self._unit_features(units)
+        n = len(units.units)
+        score = np.zeros(n)
+        asked = {s.lower() for s in query.speakers}
+        if asked:
+            score += 0.5 * np.array([s in asked for s in speakers], dtype=float)
+        entities = {e.lower() for e in query.entities} - asked
+        if entities:
+            score += 0.5 * np.array([len(entities & u) / len(entities) for u in names])
+        if config.temporal_cues:
+            target = temporal_target(query.text)
+            if target is not None:
+                days = np.array([abs((u.date - target).days) if u.date else 365.0
+                                 for u in units.units], dtype=float)
+                score += np.exp(-days / 45.0)
+            elif is_temporal_question(query.text):
+                score += 0.5 * has_time
+        return score
+
+
+def minmax(values: np.ndarray) -> np.ndarray:
+    lo, hi = float(values.min()), float(values.max())
+    if math.isclose(hi, lo):
+        return np.zeros_like(values, dtype=float)
+    return (values - lo) / (hi - lo)

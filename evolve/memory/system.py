@@ -1,0 +1,333 @@
+"""The memory system being tuned: units -> retrievers -> fusion -> MMR -> expansion -> packing ->
+answer, for every question of a shard of conversations, with per-question outcome rows."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+import numpy as np
+
+from benchmarks.model import Conversation, Question
+from benchmarks.scoring import locomo_answer_score
+from evolve.memory.answer import NOT_MENTIONED, extractive_answer
+from evolve.memory.query import ProcessedQuery, process_query
+from evolve.memory.retrievers import RETRIEVERS, DenseRetriever, minmax
+from evolve.memory.units import MemoryUnit, UnitSet, build_units
+from search_space.config import RetrievalConfig
+
+#: How many ranked units a result row keeps (recall@k for k up to this).
+KEPT_RANKS = 50
+
+
+@dataclass
+class EmbedderSpec:
+    backend: str = "sentence-transformers"
+    model: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class LLMSpec:
+    """The answering model (answerer=llm) and optional judge, as litellm settings dicts."""
+
+    answer: dict[str, Any] | None = None
+    judge: dict[str, Any] | None = None
+
+
+class ConversationMemory:
+    """One conversation's units and retriever indexes, built lazily and kept."""
+
+    def __init__(self, conversation: Conversation, retrievers: dict[str, Any]) -> None:
+        self.conversation = conversation
+        self.retrievers = retrievers
+        self._unit_sets: dict[tuple[str, int], UnitSet] = {}
+        self._queries: dict[tuple, ProcessedQuery] = {}
+        self._scores: dict[tuple, np.ndarray] = {}
+
+    def units(self, config: RetrievalConfig) -> UnitSet:
+        key = (config.unit, config.window_size if config.unit == "window" else 0)
+        if key not in self._unit_sets:
+            self._unit_sets[key] = build_units(self.conversation, config.unit, config.window_size)
+        return self._unit_sets[key]
+
+    def query(self, question: Question, config: RetrievalConfig) -> ProcessedQuery:
+        key = (question.id, config.query_keywords, config.speaker_swap)
+        if key not in self._queries:
+            self._queries[key] = process_query(question.text, self.conversation.speakers,
+                                               use_keywords=config.query_keywords,
+                                               speaker_swap=config.speaker_swap)
+        return self._queries[key]
+
+    def retriever_scores(self, name: str, units: UnitSet, query: ProcessedQuery,
+                         config: RetrievalConfig) -> np.ndarray:
+        key = (name, id(units), query, _score_key(name, config))
+        if key not in self._scores:
+            self._scores[key] = self.retrievers[name].scores(units, query, config)
+        return self._scores[key]
+
+
+def _score_key(name: str, config: RetrievalConfig) -> tuple:
+    if name == "bm25":
+        return (config.bm25_lowercase, config.bm25_strip_punctuation, config.bm25_stopwords,
+                config.bm25_stemming, config.bm25_k1, config.bm25_b)
+    if name == "structured":
+        return (config.temporal_cues,)
+    return ()
+
+
+def fuse(scores: dict[str, np.ndarray], config: RetrievalConfig) -> np.ndarray:
+    """Weighted sum of min-max normalised scores, or weighted reciprocal rank fusion."""
+    weights = fusion_weights(list(scores), config)
+    if len(scores) == 1:
+        return next(iter(scores.values())).astype(float)
+    fused = np.zeros(len(next(iter(scores.values()))))
+    for name, values in scores.items():
+        if config.fusion == "rrf":
+            ranks = np.empty(len(values))
+            ranks[np.argsort(-values, kind="stable")] = np.arange(1, len(values) + 1)
+            fused += weights[name] / (config.rrf_k + ranks)
+        else:
+            fused += weights[name] * minmax(values)
+    return fused
+
+
+def fusion_weights(active: list[str], config: RetrievalConfig) -> dict[str, float]:
+    weights = {}
+    for name in active:
+        if name == "bm25":
+            weights[name] = 1.0 - config.dense_weight if "dense" in active else 1.0
+        elif name == "dense":
+            weights[name] = config.dense_weight if "bm25" in active else 1.0
+        else:
+            weights[name] = config.structured_weight
+    return weights
+
+
+def mmr_select(order: np.ndarray, fused: np.ndarray, vectors: np.ndarray | None,
+               top_k: int, lam: float) -> list[int]:
+    """Maximal marginal relevance over the best 4*k candidates, similarity = cosine of the unit
+    embeddings (lam=1: plain ranking)."""
+    if lam >= 1.0 or top_k <= 1 or vectors is None:
+        return [int(i) for i in order[:top_k]]
+    pool = order[:4 * top_k]
+    relevance = minmax(fused[pool]) if len(pool) > 1 else np.ones(1)
+    sims = vectors[pool] @ vectors[pool].T
+    penalty = np.zeros(len(pool))
+    taken = np.zeros(len(pool), dtype=bool)
+    chosen: list[int] = []
+    for _ in range(min(top_k, len(pool))):
+        gains = lam * relevance - (1.0 - lam) * penalty
+        gains[taken] = -np.inf
+        best = int(np.argmax(gains))
+        taken[best] = True
+        chosen.append(int(pool[best]))
+        # The first pick has no redundancy penalty; later ones against all picked so far.
+        penalty = np.maximum(penalty, sims[best])
+    return chosen
+
+
+def expand_neighbours(selected: list[MemoryUnit], units: UnitSet, n: int) -> list[MemoryUnit]:
+    """Each selected unit followed by the turns within n positions of it in its session."""
+    if n <= 0:
+        return selected
+    turns = units.turn_units
+    out: list[MemoryUnit] = []
+    seen: set[str] = set()
+    for unit in selected:
+        for candidate in [unit] + [
+                turns[p] for p in range(unit.position - n, unit.position + n + 1)
+                if 0 <= p < len(turns) and p != unit.position
+                and turns[p].session_index == unit.session_index]:
+            if candidate.id not in seen:
+                seen.add(candidate.id)
+                out.append(candidate)
+    return out
+
+
+def pack(candidates: list[MemoryUnit], budget: int, with_dates: bool,
+         token_of: dict[str, int]) -> tuple[list[MemoryUnit], int]:
+    """The longest prefix, in rank order, that fits the token budget."""
+    used = 0
+    packed: list[MemoryUnit] = []
+    for unit in candidates:
+        cost = token_of[unit.id]
+        if used + cost > budget:
+            break
+        packed.append(unit)
+        used += cost
+    return packed, used
+
+
+class MemorySystem:
+    """Evaluates configs on the questions of a shard of conversations, keeping indexes warm."""
+
+    def __init__(self, conversations: Iterable[Conversation], questions: Iterable[Question],
+                 embedder: EmbedderSpec | None = None, llm: LLMSpec | None = None) -> None:
+        self._retrievers = {name: factory() for name, factory in RETRIEVERS.items()}
+        self.memories = {c.id: ConversationMemory(c, self._retrievers) for c in conversations}
+        self.questions = {q.id: q for q in questions}
+        self._embedder_spec = embedder or EmbedderSpec()
+        self._llm_spec = llm or LLMSpec()
+        self._answerer = None
+        self._judge = None
+        self._token_maps: dict[tuple[int, bool], dict[str, int]] = {}
+
+    # Lazy heavy parts ----------------------------------------------------------------------
+    def _ensure_dense(self) -> DenseRetriever:
+        dense = self._retrievers["dense"]
+        if dense.embedder is None:
+            from evolve.embeddings import make_embedder
+
+            spec = self._embedder_spec
+            dense.embedder = make_embedder(spec.backend, spec.model, **spec.options)
+        return dense
+
+    def _llm_answerer(self):
+        if self._answerer is None:
+            if not self._llm_spec.answer:
+                from benchmarks.errors import MemevolveError
+
+                raise MemevolveError("the config sets answerer=llm but no answering model is "
+                                     "configured. Fix: pass --answer-model (a litellm model name) "
+                                     "or set answerer: extractive.")
+            from evolve.llm import LLMClient, LLMSettings, ResponseCache
+            from evolve.memory.answer_llm import LLMAnswerer
+
+            client = LLMClient(LLMSettings(**self._llm_spec.answer), cache=ResponseCache())
+            self._answerer = LLMAnswerer(client)
+        return self._answerer
+
+    def _llm_judge(self):
+        if self._judge is None and self._llm_spec.judge:
+            from evolve.judge import LLMJudge
+            from evolve.llm import LLMClient, LLMSettings, ResponseCache
+
+            self._judge = LLMJudge(LLMClient(LLMSettings(**self._llm_spec.judge),
+                                             cache=ResponseCache()))
+        return self._judge
+
+    # Evaluation ----------------------------------------------------------------------------
+    def evaluate(self, config: RetrievalConfig, question_ids: Iterable[str] | None = None,
+                 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """Outcome rows for the questions (default: all of the shard), plus LLM call rows."""
+        ids = list(self.questions) if question_ids is None else list(question_ids)
+        rows, calls = [], []
+        for qid in ids:
+            row, question_calls = self.answer_question(self.questions[qid], config)
+            rows.append(row)
+            calls.extend(question_calls)
+        return rows, calls
+
+    def answer_question(self, question: Question, config: RetrievalConfig,
+                        ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        start = time.perf_counter()
+        cfg = config.for_category(question.category)
+        memory = self.memories[question.conversation_id]
+        units = memory.units(cfg)
+        query = memory.query(question, cfg)
+        active = cfg.retrievers.split("+")
+        if "dense" in active or cfg.mmr_lambda < 1.0:
+            dense = self._ensure_dense()
+        scores = {name: memory.retriever_scores(name, units, query, cfg) for name in active}
+        fused = fuse(scores, cfg)
+        positions = np.array([u.position for u in units.units])
+        order = np.lexsort((positions, -fused))
+        vectors = dense.unit_vectors(units) if cfg.mmr_lambda < 1.0 else None
+        selected_idx = mmr_select(order, fused, vectors, cfg.top_k, cfg.mmr_lambda)
+        chosen = set(selected_idx)
+        ranked_idx = selected_idx + [int(i) for i in order if int(i) not in chosen]
+        ranked = [units.units[i] for i in ranked_idx[:KEPT_RANKS]]
+        selected = [units.units[i] for i in selected_idx]
+        candidates = expand_neighbours(selected, units, cfg.neighbor_expansion)
+        token_of = self._token_map(units, cfg.include_dates)
+        packed, used = pack(candidates, cfg.context_budget, cfg.include_dates, token_of)
+        if cfg.packing_order == "chronological":
+            context_units = sorted(packed, key=lambda u: (u.position, u.id))
+        else:
+            context_units = packed
+        context = "\n".join(u.rendered(cfg.include_dates) for u in context_units)
+        row = self._outcome_row(question, cfg, ranked, selected, packed, context_units, used)
+        calls: list[dict[str, Any]] = []
+        invalid = None
+        if cfg.answerer == "llm":
+            from evolve.llm import LLMUnavailable
+
+            try:
+                outcome = self._llm_answerer().answer(question, context, cfg.answer_style)
+                answer, abstained = outcome.text, outcome.text.strip() == NOT_MENTIONED
+                calls.extend(c.as_row() for c in outcome.calls)
+            except LLMUnavailable as exc:
+                answer, abstained, invalid = "", False, f"LLM unavailable: {exc}"
+                calls.append(exc.call.as_row())
+        else:
+            extracted = extractive_answer(question, packed, query.speakers,
+                                          abstain_threshold=cfg.abstain_threshold,
+                                          dates_in_context=cfg.include_dates)
+            answer, abstained = extracted.text, extracted.abstained
+        row["answer"] = answer
+        row["abstained"] = abstained
+        row["invalid_reason"] = invalid
+        row["answer_f1"] = None if invalid or not (question.answers or question.adversarial) \
+            else locomo_answer_score(answer, question)
+        judge = self._llm_judge() if invalid is None else None
+        row["judge_correct"] = None
+        if judge is not None:
+            verdict = judge.judge(question, answer)
+            row["judge_correct"] = verdict.correct
+            calls.extend(c.as_row() for c in verdict.calls)
+        row["llm_prompt_tokens"] = sum(c["prompt_tokens"] for c in calls)
+        row["llm_completion_tokens"] = sum(c["completion_tokens"] for c in calls)
+        row["llm_cost_usd"] = float(sum(c["cost_usd"] for c in calls))
+        row["latency_ms"] = (time.perf_counter() - start) * 1000.0
+        return row, calls
+
+    def _token_map(self, units: UnitSet, dated: bool) -> dict[str, int]:
+        key = (id(units), dated)
+        if key not in self._token_maps:
+            counts = units.tokens_dated if dated else units.tokens
+            tokens = {u.id: c for u, c in zip(units.units, counts)}
+            turn_counts = build_token_counts(units.turn_units, dated)
+            for unit, count in zip(units.turn_units, turn_counts):
+                tokens.setdefault(unit.id, count)
+            self._token_maps[key] = tokens
+        return self._token_maps[key]
+
+    @staticmethod
+    def _outcome_row(question: Question, cfg: RetrievalConfig, ranked: list[MemoryUnit],
+                     selected: list[MemoryUnit], packed: list[MemoryUnit],
+                     context_units: list[MemoryUnit], used: int) -> dict[str, Any]:
+        gold = set(question.evidence)
+
+        def recall(units: list[MemoryUnit]) -> float | None:
+            if not gold:
+                return None
+            covered = {t for u in units for t in u.turn_ids}
+            return len(gold & covered) / len(gold)
+
+        evidence_rank = next((r for r, u in enumerate(ranked, 1) if gold & set(u.turn_ids)), None)
+        gold_sessions = set(question.evidence_sessions)
+        session_recall = (len(gold_sessions & {u.session_index for u in ranked[:5]})
+                          / len(gold_sessions)) if gold_sessions else None
+        return {
+            "question_id": question.id,
+            "conversation_id": question.conversation_id,
+            "category": question.category,
+            "adversarial": question.adversarial,
+            "retrieved_ids": [u.id for u in ranked],
+            "context_ids": [u.id for u in context_units],
+            "evidence_ids": list(question.evidence),
+            "recall_at_5": recall(ranked[:5]),
+            "recall_at_10": recall(ranked[:10]),
+            "recall_at_k": recall(selected),
+            "recall_in_context": recall(packed),
+            "session_recall_at_5": session_recall,
+            "evidence_rank": evidence_rank,
+            "context_tokens": used,
+        }
+
+
+def build_token_counts(units: Iterable[MemoryUnit], dated: bool) -> list[int]:
+    from evolve.memory.text import count_tokens
+
+    return [count_tokens(u.rendered(dated)) for u in units]

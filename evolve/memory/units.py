@@ -1,0 +1,86 @@
+"""Memory units built from a conversation: turns, windows of neighbouring turns, session summaries."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from benchmarks.model import Conversation
+from evolve.memory.text import count_tokens, format_date
+
+
+@dataclass(frozen=True)
+class MemoryUnit:
+    """One retrievable piece of memory; ``turn_ids`` are the turns whose evidence it holds."""
+
+    id: str
+    session_index: int
+    position: int                  # chronological position of its (first) turn
+    speaker: str
+    date: datetime | None
+    text: str
+    turn_ids: tuple[str, ...]
+
+    def rendered(self, with_date: bool) -> str:
+        line = f"{self.speaker}: {self.text}" if self.speaker else self.text
+        if with_date and self.date is not None:
+            return f"[{format_date(self.date)}] {line}"
+        return line
+
+
+@dataclass(frozen=True)
+class UnitSet:
+    """The units of one conversation for one unit setting, with their token counts."""
+
+    units: tuple[MemoryUnit, ...]
+    tokens: tuple[int, ...]
+    tokens_dated: tuple[int, ...]
+    index_of: dict[str, int]
+    #: Units by chronological turn position, for neighbour expansion (turn units only).
+    turn_units: tuple[MemoryUnit, ...]
+
+
+def build_units(conversation: Conversation, kind: str, window_size: int) -> UnitSet:
+    turns: list[MemoryUnit] = []
+    position = 0
+    for session in conversation.sessions:
+        for turn in session.turns:
+            turns.append(MemoryUnit(turn.id, session.index, position, turn.speaker, session.date,
+                                    turn.content, (turn.id,)))
+            position += 1
+    if kind == "turn":
+        units = list(turns)
+    elif kind == "window":
+        units = _windows(turns, window_size)
+    elif kind == "turn+summary":
+        units = list(turns) + [
+            MemoryUnit(f"summary:{s.index}", s.index, _first_position(turns, s.index), "",
+                       s.date, s.summary, ())
+            for s in conversation.sessions if s.summary]
+    else:
+        raise ValueError(f"unknown unit kind {kind!r}")
+    return UnitSet(units=tuple(units),
+                   tokens=tuple(count_tokens(u.rendered(False)) for u in units),
+                   tokens_dated=tuple(count_tokens(u.rendered(True)) for u in units),
+                   index_of={u.id: i for i, u in enumerate(units)},
+                   turn_units=tuple(turns))
+
+
+def _first_position(turns: list[MemoryUnit], session_index: int) -> int:
+    return next((t.position for t in turns if t.session_index == session_index), 0)
+
+
+def _windows(turns: list[MemoryUnit], size: int) -> list[MemoryUnit]:
+    """A window per turn: the turn and ``size`` neighbours each side, within its session."""
+    out = []
+    for i, centre in enumerate(turns):
+        lo, hi = i, i
+        while lo > 0 and i - lo < size and turns[lo - 1].session_index == centre.session_index:
+            lo -= 1
+        while (hi < len(turns) - 1 and hi - i < size
+               and turns[hi + 1].session_index == centre.session_index):
+            hi += 1
+        members = turns[lo:hi + 1]
+        text = " / ".join(f"{t.speaker}: {t.text}" for t in members)
+        out.append(MemoryUnit(f"win:{centre.id}", centre.session_index, centre.position, "",
+                              centre.date, text, tuple(t.id for t in members)))
+    return out

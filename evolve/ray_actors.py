@@ -1,0 +1,25 @@
+"""Ray actors: each owns a shard of conversations and keeps its indexes between configs."""
+from __future__ import annotations
+
+from typing import Any
+
+import ray
+
+from evolve.memory.system import MemorySystem
+from search_space.config import RetrievalConfig
+
+
+# A dead worker is restarted and its in-flight task retried; indexes are rebuilt lazily.
+@ray.remote(num_cpus=1, max_restarts=-1, max_task_retries=3)
+class ShardActor:
+    def __init__(self, conversations: list, questions: list, embedder: Any, llm: Any) -> None:
+        self.system = MemorySystem(conversations, questions, embedder, llm)
+
+    def evaluate(self, config_json: str, question_ids: list[str]):
+        config = RetrievalConfig.model_validate_json(config_json)
+        return self.system.evaluate(config, question_ids)
+
+    def pid(self) -> int:
+        import os
+
+        return os.getpid()

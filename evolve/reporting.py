@@ -1,0 +1,164 @@
+"""Tables and PNG plots of evaluations and evolution runs, read back from the run store."""
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable
+
+from rich.table import Table
+
+from evolve.console import console, table
+
+if TYPE_CHECKING:
+    from evolve.evolution import RunOutcome
+    from evolve.store import RunStore
+
+METRICS = ("recall_at_5", "recall_at_10", "recall_in_context", "answer_f1")
+
+
+def _mean(values: Iterable[Any]) -> float | None:
+    kept = [float(v) for v in values if v is not None]
+    return sum(kept) / len(kept) if kept else None
+
+
+def category_summary(rows: list[dict[str, Any]]) -> list[list[Any]]:
+    """Per category (and overall): n, the recall metrics, answer F1 and mean context tokens."""
+    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        groups[row["category"]].append(row)
+    out = []
+    for name, members in sorted(groups.items()) + [("all", rows)]:
+        out.append([name, len(members)] + [_mean(r[m] for r in members) for m in METRICS]
+                   + [_mean(r["context_tokens"] for r in members)])
+    return out
+
+
+def category_table(title: str, rows: list[dict[str, Any]]) -> Table:
+    return table(title, ["category", "n", "recall@5", "recall@10", "recall in context",
+                         "answer F1", "context tokens"], category_summary(rows))
+
+
+def print_outcome(store: "RunStore", outcome: "RunOutcome") -> None:
+    """Start against evolved config, on dev and (once) on test, and the edits that got there."""
+    rows = [["dev", outcome.start.score, outcome.best.score,
+             (outcome.best.score or 0) - (outcome.start.score or 0)]]
+    if outcome.test_start is not None and outcome.test_best is not None:
+        rows.append(["test", outcome.test_start.score, outcome.test_best.score,
+                     (outcome.test_best.score or 0) - (outcome.test_start.score or 0)])
+    console.print(table(f"run {outcome.run_id}: {outcome.status} after {outcome.rounds} rounds, "
+                        f"{outcome.evaluations} evaluations, {outcome.wall_s:.1f}s",
+                        ["split", "start", "evolved", "gain"], rows))
+    changes = outcome.best.config.differences(outcome.start.config)
+    if changes:
+        console.print(table("edits accepted (start -> evolved)", ["field", "start", "evolved"],
+                            [[k, v[1], v[0]] for k, v in changes.items()]))
+    if outcome.test_best is not None:
+        console.print(category_table("evolved config on test, per category",
+                                     outcome.test_best.rows))
+
+
+def trajectory(store: "RunStore", run_id: str) -> list[dict[str, Any]]:
+    return store.query("""
+        SELECT c.round, c.candidate, c.proposer, c.edit_json, c.dev_score, c.delta, c.ci_low,
+               c.ci_high, c.p_value, c.decision, c.reason, r.mode, r.incumbent_score
+        FROM candidates c JOIN rounds r USING (run_id, round)
+        WHERE c.run_id = ? ORDER BY c.round, c.candidate""", [run_id])
+
+
+def print_trajectory(store: "RunStore", run_id: str) -> None:
+    run = store.run(run_id)
+    rounds = store.query("SELECT * FROM rounds WHERE run_id = ? ORDER BY round", [run_id])
+    console.print(f"run {run_id} ({run['benchmark_key']}, split {run['split_name']}): "
+                  f"{run['status']}")
+    rows = [[c["round"], c["proposer"], _short_edit(c["edit_json"]), c["dev_score"],
+             f"{c['delta']:+.4f} [{c['ci_low']:+.4f}, {c['ci_high']:+.4f}]"
+             if c["delta"] is not None else None, c["decision"]]
+            for c in trajectory(store, run_id)]
+    console.print(table("candidates", ["round", "proposer", "edit", "dev score",
+                                       "delta [CI]", "decision"], rows))
+    console.print(table("rounds", ["round", "mode", "decision", "incumbent dev", "reason"],
+                        [[r["round"], r["mode"], r["decision"], r["incumbent_score"],
+                          r["reason"][:120]] for r in rounds]))
+
+
+def _short_edit(edit_json: str) -> str:
+    import json
+
+    edits = json.loads(edit_json)
+    return ", ".join(f"{e['field']}{'[' + e['category'] + ']' if e.get('category') else ''}="
+                     f"{e['value']}" for e in edits)[:80]
+
+
+def write_plots(store: "RunStore", run_id: str, folder: Path) -> list[Path]:
+    """trajectory.png (dev score per round, candidates and incumbent) and categories.png
+    (per-category score of the start and the best config, dev and test)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    rounds = store.query("SELECT round, incumbent_score FROM rounds WHERE run_id = ? "
+                         "ORDER BY round", [run_id])
+    cands = trajectory(store, run_id)
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot([r["round"] for r in rounds], [r["incumbent_score"] for r in rounds], "-o",
+            color="black", label="incumbent (dev)")
+    for decision, colour in (("accepted", "tab:green"), ("rejected", "tab:gray"),
+                             ("reverted", "tab:red")):
+        pts = [(c["round"], c["dev_score"]) for c in cands
+               if c["decision"] == decision and c["dev_score"] is not None]
+        if pts:
+            ax.scatter(*zip(*pts), color=colour, s=18, label=decision, zorder=3)
+    objective = _objective(store, run_id)
+    ax.set_xlabel("round")
+    ax.set_ylabel(f"dev {objective}")
+    ax.set_title(f"evolution {run_id}")
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    paths = [folder / "trajectory.png"]
+    fig.savefig(paths[0], dpi=110)
+    plt.close(fig)
+
+    evals = store.evaluations(run_id)
+    if rounds and evals:
+        start_hash = store.query("SELECT incumbent_hash FROM rounds WHERE run_id = ? "
+                                 "ORDER BY round LIMIT 1", [run_id])[0]["incumbent_hash"]
+        best_hash = store.query("SELECT incumbent_hash FROM rounds WHERE run_id = ? "
+                                "ORDER BY round DESC LIMIT 1", [run_id])[0]["incumbent_hash"]
+        column = "judge_correct" if objective == "judge" else objective
+        data = store.query(f"""
+            SELECT e.part, e.config_hash, qr.category, avg(qr.{column}::DOUBLE) AS score
+            FROM evaluations e JOIN evaluation_questions eq USING (evaluation_id)
+            JOIN question_results qr ON qr.config_hash = e.config_hash
+             AND qr.benchmark_key = e.benchmark_key AND qr.question_id = eq.question_id
+            WHERE e.run_id = ? AND e.config_hash IN (?, ?)
+            GROUP BY ALL ORDER BY qr.category""", [run_id, start_hash, best_hash])
+        categories = sorted({d["category"] for d in data})
+        fig, ax = plt.subplots(figsize=(7, 4))
+        width = 0.2
+        series = [(p, h, label) for p in ("dev", "test")
+                  for h, label in ((start_hash, "start"), (best_hash, "evolved"))]
+        for i, (part, config_hash, label) in enumerate(series):
+            values = {d["category"]: d["score"] for d in data
+                      if d["part"] == part and d["config_hash"] == config_hash}
+            ax.bar([c + (i - 1.5) * width for c in range(len(categories))],
+                   [values.get(c) or 0 for c in categories], width, label=f"{label} ({part})")
+        ax.set_xticks(range(len(categories)), categories)
+        ax.set_xlabel("category")
+        ax.set_ylabel(objective)
+        ax.legend(fontsize=8)
+        ax.set_title("per category: start vs evolved")
+        fig.tight_layout()
+        paths.append(folder / "categories.png")
+        fig.savefig(paths[-1], dpi=110)
+        plt.close(fig)
+    return paths
+
+
+def _objective(store: "RunStore", run_id: str) -> str:
+    import json
+
+    settings = json.loads(store.run(run_id)["settings_json"])
+    return settings.get("objective", "recall_in_context")

@@ -1,0 +1,602 @@
+"""The run store: every run, config, evaluation and per-question outcome in one DuckDB file."""
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import duckdb
+import numpy as np
+
+from benchmarks.errors import MemevolveError
+from search_space.config import RetrievalConfig
+
+if TYPE_CHECKING:
+    from benchmarks.model import Benchmark
+    from benchmarks.splits import Split
+
+SCHEMA_VERSION = "1"
+DEFAULT_PATH = Path("runs/memevolve.duckdb")
+RUN_KINDS = ("eval", "evolve", "bench")
+RUN_STATUSES = ("running", "converged", "budget_spent", "done", "failed")
+# Per-question metrics `compare` can pair; a boolean verdict compares as 0/1.
+COMPARE_METRICS = ("recall_in_context", "recall_at_5", "recall_at_10", "recall_at_k",
+                   "session_recall_at_5", "answer_f1", "judge_correct")
+# A question "flips" when its metric crosses this threshold between the two sides.
+FLIP_THRESHOLD = 0.5
+
+
+class StoreError(MemevolveError):
+    """A run store that cannot be opened, read or written: names the file and the fix."""
+
+
+@dataclass(frozen=True)
+class MetricDelta:
+    """Paired comparison of one metric on one group of shared questions ('all' = overall)."""
+
+    category: str
+    n: int
+    n_conversations: int
+    mean_a: float
+    mean_b: float
+    delta: float
+    ci_low: float
+    ci_high: float
+    p_value: float
+
+
+@dataclass(frozen=True)
+class Flip:
+    """A shared question whose metric crossed FLIP_THRESHOLD between A and B."""
+
+    question_id: str
+    category: str
+    a: float
+    b: float
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """B against A on the questions both have results for, overall and per category."""
+
+    metric: str
+    confidence: float
+    n_boot: int
+    a_hash: str
+    b_hash: str
+    a_evaluation: str | None
+    b_evaluation: str | None
+    overall: MetricDelta
+    categories: list[MetricDelta]
+    flipped: list[Flip]
+    only_a: int
+    only_b: int
+
+
+def paired_bootstrap(a: np.ndarray, b: np.ndarray, clusters: np.ndarray, n_boot: int = 2000,
+                     seed: int = 0, confidence: float = 0.95) -> tuple[float, float, float, float]:
+    """Mean of b - a with a cluster-bootstrap confidence interval and a two-sided p-value.
+
+    Questions of one conversation are correlated, so whole conversations are resampled with
+    replacement and each weighs by its number of questions (ratio estimator). The p-value is
+    twice the share of bootstrap deltas on the far side of 0, capped at 1.
+    """
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    clusters = np.asarray(clusters)
+    if not (a.shape == b.shape == clusters.shape) or a.ndim != 1 or a.size == 0:
+        raise ValueError("a, b and clusters must be non-empty 1-d arrays of the same length")
+    if not 0.0 < confidence < 1.0 or n_boot < 1:
+        raise ValueError("confidence must lie in (0, 1) and n_boot be at least 1")
+    diff = b - a
+    _, cluster_index = np.unique(clusters, return_inverse=True)
+    sums = np.bincount(cluster_index, weights=diff)
+    sizes = np.bincount(cluster_index).astype(np.float64)
+    k = sums.size
+    rng = np.random.default_rng(seed)
+    boot = np.empty(n_boot)
+    # Resamples in chunks of ~2 MB of cluster indices: cache-sized blocks are several times
+    # faster than one (n_boot x clusters) matrix, and memory stays flat for any cluster count.
+    step = max(1, 262_144 // k)
+    for start in range(0, n_boot, step):
+        stop = min(n_boot, start + step)
+        picks = rng.integers(0, k, size=(stop - start, k), dtype=np.int64)
+        boot[start:stop] = np.take(sums, picks).sum(axis=1) / np.take(sizes, picks).sum(axis=1)
+    alpha = 1.0 - confidence
+    low, high = np.quantile(boot, [alpha / 2, 1 - alpha / 2])
+    p_value = min(1.0, 2.0 * min(np.mean(boot <= 0.0), np.mean(boot >= 0.0)))
+    return float(diff.mean()), float(low), float(high), float(p_value)
+
+
+class RunStore:
+    """One DuckDB file: writers commit whole units (an evaluation, a round) or nothing.
+
+    DuckDB lets one process write a file (or several only read it), so only the driver of a
+    run opens the store for writing.
+    """
+
+    def __init__(self, path: str | Path = DEFAULT_PATH, read_only: bool = False) -> None:
+        self.path = Path(path)
+        self.read_only = read_only
+        self._depth = 0
+        if not read_only:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreError(f"{self.path}: cannot create its folder ({exc}). Fix: pass "
+                                 "--db with a path in a writable folder.") from None
+        try:
+            self._con = duckdb.connect(str(self.path), read_only=read_only)
+        except duckdb.Error as exc:
+            raise _open_error(self.path, exc) from None
+        try:
+            self._check_schema()
+            self._columns = self._table_columns()
+        except BaseException:
+            self._con.close()
+            raise
+
+    # Lifecycle ----------------------------------------------------------------------------
+    def close(self) -> None:
+        self._con.close()
+
+    def __enter__(self) -> RunStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Commit everything written inside at once, or nothing; nested uses join the outer one."""
+        if self.read_only:
+            raise StoreError(f"{self.path}: opened read-only, cannot write. Fix: open it "
+                             "without read_only.")
+        if self._depth:
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+            return
+        self._con.execute("BEGIN TRANSACTION")
+        self._depth = 1
+        try:
+            yield
+            self._con.execute("COMMIT")
+        except BaseException:
+            self._rollback()
+            raise
+        finally:
+            self._depth = 0
+
+    # Writers ------------------------------------------------------------------------------
+    def insert_rows(self, table: str, rows: list[dict[str, Any]]) -> None:
+        """Insert rows (dict keys = column names; omitted columns take their default)."""
+        with self.transaction():
+            self._insert(table, rows)
+
+    def register_benchmark(self, benchmark: Benchmark) -> None:
+        with self.transaction():
+            self._insert("benchmarks", [_benchmark_row(benchmark)], conflict="IGNORE")
+
+    def register_config(self, config: RetrievalConfig) -> None:
+        with self.transaction():
+            self._insert("configs", [_config_row(config)], conflict="IGNORE")
+
+    def create_run(self, run_id: str, kind: str, benchmark: Benchmark, split: Split,
+                   settings: dict[str, Any]) -> None:
+        if kind not in RUN_KINDS:
+            raise StoreError(f"unknown run kind '{kind}'. Fix: use one of {', '.join(RUN_KINDS)}.")
+        with self.transaction():
+            if self._scalar("SELECT count(*) FROM runs WHERE run_id = ?", [run_id]):
+                raise StoreError(f"{self.path}: a run '{run_id}' already exists. Fix: choose "
+                                 "another run id, or --db another file.")
+            self._insert("benchmarks", [_benchmark_row(benchmark)], conflict="IGNORE")
+            self._insert("runs", [{
+                "run_id": run_id, "kind": kind, "benchmark_key": benchmark.key,
+                "split_name": split.name, "split_seed": split.seed,
+                "split_json": json.dumps({"dev": list(split.dev), "test": list(split.test)}),
+                "settings_json": json.dumps(settings, sort_keys=True, default=str),
+                "status": "running",
+            }])
+
+    def finish_run(self, run_id: str, status: str) -> None:
+        if status not in RUN_STATUSES:
+            raise StoreError(f"unknown run status '{status}'. Fix: use one of "
+                             f"{', '.join(RUN_STATUSES)}.")
+        with self.transaction():
+            self.run(run_id)
+            self._con.execute("UPDATE runs SET status = ?, finished_at = current_timestamp "
+                              "WHERE run_id = ?", [status, run_id])
+
+    def record_evaluation(self, run_id: str, config: RetrievalConfig, benchmark_key: str,
+                          part: str, question_ids: list[str], new_rows: list[dict[str, Any]],
+                          n_reused: int, objective: str, score: float | None,
+                          wall_s: float) -> str:
+        """Store one evaluation: its config, its newly computed question rows, the evaluation
+        and the questions it covers, in one transaction. Returns the new evaluation id."""
+        config_hash = config.config_hash
+        rows = [{"config_hash": config_hash, "benchmark_key": benchmark_key, **row}
+                for row in new_rows]
+        foreign = [r["question_id"] for r in rows
+                   if (r["config_hash"], r["benchmark_key"]) != (config_hash, benchmark_key)]
+        if foreign:
+            raise StoreError(f"{len(foreign)} result rows (e.g. {foreign[0]}) belong to another "
+                             f"config or benchmark than {config_hash} on {benchmark_key}.")
+        with self.transaction():
+            self.run(run_id)
+            n_before = self._scalar("SELECT count(*) FROM evaluations WHERE run_id = ?", [run_id])
+            evaluation_id = f"{run_id}:e{n_before + 1:04d}"
+            self._insert("configs", [_config_row(config)], conflict="IGNORE")
+            # A stored row marked invalid is not served by the cache, so its recomputation
+            # replaces it.
+            self._insert("question_results", rows, conflict="REPLACE")
+            self._insert("evaluations", [{
+                "evaluation_id": evaluation_id, "run_id": run_id, "config_hash": config_hash,
+                "benchmark_key": benchmark_key, "part": part, "n_questions": len(question_ids),
+                "n_reused": n_reused, "objective": objective, "score": score, "wall_s": wall_s,
+            }])
+            self._con.execute("INSERT INTO evaluation_questions "
+                              "SELECT ?, UNNEST(?::VARCHAR[])", [evaluation_id, question_ids])
+            missing = self._scalar("""
+                SELECT count(*) FROM evaluation_questions eq
+                ANTI JOIN question_results qr
+                  ON qr.config_hash = ? AND qr.benchmark_key = ? AND qr.question_id = eq.question_id
+                WHERE eq.evaluation_id = ?""", [config_hash, benchmark_key, evaluation_id])
+            if missing:
+                raise StoreError(f"evaluation of {config_hash} in run {run_id}: {missing} of its "
+                                 f"{len(question_ids)} questions have no stored result (neither "
+                                 "new nor cached); nothing was written.")
+        return evaluation_id
+
+    def record_llm_calls(self, run_id: str | None, rows: list[dict[str, Any]]) -> None:
+        with self.transaction():
+            self._insert("llm_calls", [{**row, "run_id": run_id} for row in rows])
+
+    # Readers ------------------------------------------------------------------------------
+    def query(self, sql: str, params: list[Any] | dict[str, Any] | None = None
+              ) -> list[dict[str, Any]]:
+        """Run any SQL against the store; rows as dicts."""
+        try:
+            return self._dicts(sql, params)
+        except duckdb.Error as exc:
+            raise StoreError(f"{self.path}: query failed: {exc}") from None
+
+    def cached_results(self, config_hash: str, benchmark_key: str,
+                       question_ids: list[str]) -> dict[str, dict[str, Any]]:
+        """Stored valid rows for these questions under this config: the evaluation cache."""
+        rows = self._dicts("""
+            SELECT qr.* FROM question_results qr
+            SEMI JOIN (SELECT UNNEST($ids::VARCHAR[]) AS question_id) wanted USING (question_id)
+            WHERE qr.config_hash = $config_hash AND qr.benchmark_key = $benchmark_key
+              AND qr.invalid_reason IS NULL""",
+            {"ids": list(question_ids), "config_hash": config_hash,
+             "benchmark_key": benchmark_key})
+        return {row["question_id"]: row for row in rows}
+
+    def evaluation_results(self, evaluation_id: str) -> list[dict[str, Any]]:
+        """The question_results rows an evaluation covers, by question id."""
+        self.evaluation(evaluation_id)
+        return self._dicts("""
+            SELECT qr.* FROM evaluations e
+            JOIN evaluation_questions eq USING (evaluation_id)
+            JOIN question_results qr ON qr.config_hash = e.config_hash
+             AND qr.benchmark_key = e.benchmark_key AND qr.question_id = eq.question_id
+            WHERE e.evaluation_id = ?
+            ORDER BY qr.question_id""", [evaluation_id])
+
+    def list_runs(self) -> list[dict[str, Any]]:
+        return self._dicts("""
+            SELECT r.run_id, r.kind, r.benchmark_key, r.split_name, r.status,
+                   count(e.evaluation_id) AS n_evaluations,
+                   max(e.score) FILTER (WHERE e.part = 'dev') AS best_dev_score,
+                   r.started_at, r.finished_at
+            FROM runs r LEFT JOIN evaluations e USING (run_id)
+            GROUP BY ALL
+            ORDER BY r.started_at, r.run_id""")
+
+    def run(self, run_id: str) -> dict[str, Any]:
+        rows = self._dicts("SELECT * FROM runs WHERE run_id = ?", [run_id])
+        if not rows:
+            raise StoreError(f"{self.path}: no run '{run_id}'. Fix: list runs with "
+                             "'memevolve runs'.")
+        return rows[0]
+
+    def evaluations(self, run_id: str) -> list[dict[str, Any]]:
+        self.run(run_id)
+        return self._dicts("SELECT * FROM evaluations WHERE run_id = ? ORDER BY evaluation_id",
+                           [run_id])
+
+    def evaluation(self, evaluation_id: str) -> dict[str, Any]:
+        rows = self._dicts("SELECT * FROM evaluations WHERE evaluation_id = ?", [evaluation_id])
+        if not rows:
+            raise StoreError(f"{self.path}: no evaluation '{evaluation_id}'. Fix: list a run's "
+                             "evaluations with 'memevolve runs'.")
+        return rows[0]
+
+    def config(self, config_hash: str) -> RetrievalConfig:
+        stored = self._scalar("SELECT canonical_json FROM configs WHERE config_hash = ?",
+                              [config_hash])
+        if stored is None:
+            raise StoreError(f"{self.path}: no config {config_hash}. Fix: pass a hash shown by "
+                             "'memevolve runs' or 'memevolve compare'.")
+        return RetrievalConfig.model_validate(json.loads(stored))
+
+    def resolve(self, ref: str) -> tuple[str, str | None]:
+        """A run id, an evaluation id or a config hash (unique prefix of 6+ characters) ->
+        (config hash, evaluation id or None for a bare config).
+
+        A run stands for its final config: an eval run's config; for other runs the last
+        accepted candidate, else the first round's incumbent, else the best-scoring
+        evaluation. Its evaluation is that config's dev evaluation in the run (else 'all',
+        else 'test').
+        """
+        ref = ref.strip()
+        if self._scalar("SELECT count(*) FROM runs WHERE run_id = ?", [ref]):
+            return self._resolve_run(ref)
+        found = self._scalar("SELECT config_hash FROM evaluations WHERE evaluation_id = ?", [ref])
+        if found is not None:
+            return found, ref
+        if len(ref) < 6:
+            raise StoreError(f"{self.path}: '{ref}' is not a run or evaluation id, and a config "
+                             "hash prefix needs at least 6 characters. Fix: list runs with "
+                             "'memevolve runs'.")
+        hashes = [r["config_hash"] for r in self._dicts(
+            "SELECT config_hash FROM configs WHERE starts_with(config_hash, lower(?)) "
+            "ORDER BY config_hash", [ref])]
+        if len(hashes) > 1:
+            raise StoreError(f"{self.path}: config hash prefix '{ref}' is ambiguous: it matches "
+                             f"{', '.join(hashes[:5])}{' ...' if len(hashes) > 5 else ''}. "
+                             "Fix: give more characters.")
+        if not hashes:
+            raise StoreError(f"{self.path}: '{ref}' is neither a run id, an evaluation id nor a "
+                             "stored config hash. Fix: list runs with 'memevolve runs'.")
+        return hashes[0], None
+
+    # Compare and export -------------------------------------------------------------------
+    def compare(self, a_ref: str, b_ref: str, *, metric: str = "recall_in_context",
+                n_boot: int = 2000, seed: int = 0, confidence: float = 0.95) -> Comparison:
+        """B against A, paired on the questions both have valid results for (a question whose
+        metric is NULL on either side, e.g. no gold evidence, is left out)."""
+        if metric not in COMPARE_METRICS:
+            raise StoreError(f"unknown metric '{metric}'. Fix: use one of "
+                             f"{', '.join(COMPARE_METRICS)}.")
+        a_hash, a_evaluation = self.resolve(a_ref)
+        b_hash, b_evaluation = self.resolve(b_ref)
+        params = {"a_hash": a_hash, "a_evaluation": a_evaluation,
+                  "b_hash": b_hash, "b_evaluation": b_evaluation}
+        sides = _sides_sql(metric)
+        groups = self._dicts(sides + """
+            SELECT CASE WHEN grouping(category) = 1 THEN NULL ELSE category END AS category,
+                   count(*) AS n, count(DISTINCT conversation_id) AS n_conversations,
+                   avg(a) AS mean_a, avg(b) AS mean_b
+            FROM paired
+            GROUP BY GROUPING SETS ((category), ())
+            ORDER BY grouping(category), category""", params)
+        if not groups:
+            raise StoreError(f"{a_ref} and {b_ref} share no question with a {metric} value. "
+                             "Fix: compare evaluations of the same benchmark and split.")
+        pairs = self._con.execute(sides + """
+            SELECT category, conversation_id, a, b FROM paired
+            ORDER BY category, question_id""", params).fetchall()
+        categories = np.array([p[0] for p in pairs])
+        clusters = np.array([p[1] for p in pairs])
+        a_values = np.array([p[2] for p in pairs], dtype=np.float64)
+        b_values = np.array([p[3] for p in pairs], dtype=np.float64)
+        deltas = []
+        for group in groups:
+            mask = (np.ones(len(pairs), dtype=bool) if group["category"] is None
+                    else categories == group["category"])
+            delta, low, high, p_value = paired_bootstrap(
+                a_values[mask], b_values[mask], clusters[mask], n_boot, seed, confidence)
+            deltas.append(MetricDelta(
+                category=group["category"] or "all", n=group["n"],
+                n_conversations=group["n_conversations"], mean_a=group["mean_a"],
+                mean_b=group["mean_b"], delta=delta, ci_low=low, ci_high=high, p_value=p_value))
+        flipped = [Flip(**row) for row in self._dicts(sides + """
+            SELECT question_id, category, a, b FROM paired
+            WHERE (a >= $threshold) <> (b >= $threshold)
+            ORDER BY category, question_id""", {**params, "threshold": FLIP_THRESHOLD})]
+        only_a, only_b = self._con.execute(sides + """
+            SELECT count(*) FILTER (WHERE b.question_id IS NULL),
+                   count(*) FILTER (WHERE a.question_id IS NULL)
+            FROM a FULL JOIN b USING (benchmark_key, question_id)""", params).fetchone()
+        return Comparison(metric=metric, confidence=confidence, n_boot=n_boot, a_hash=a_hash,
+                          b_hash=b_hash, a_evaluation=a_evaluation, b_evaluation=b_evaluation,
+                          overall=deltas[-1], categories=deltas[:-1], flipped=flipped,
+                          only_a=only_a, only_b=only_b)
+
+    def export_config(self, ref: str, out_path: str | Path) -> Path:
+        """Write the config ``ref`` resolves to as YAML with its provenance; a folder gets
+        ``<config hash>.yaml``."""
+        config_hash, evaluation_id = self.resolve(ref)
+        provenance: dict[str, Any] = {
+            "config_hash": config_hash,
+            "exported_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "store": str(self.path),
+        }
+        if evaluation_id is not None:
+            evaluation = self.evaluation(evaluation_id)
+            run = self.run(evaluation["run_id"])
+            benchmark = self._dicts("SELECT * FROM benchmarks WHERE benchmark_key = ?",
+                                    [evaluation["benchmark_key"]])
+            provenance["run_id"] = run["run_id"]
+            if benchmark:
+                provenance["benchmark"] = {k: benchmark[0][k]
+                                           for k in ("benchmark_key", "name", "variant", "sha256")}
+            provenance["split"] = {"name": run["split_name"], "seed": run["split_seed"]}
+        # Scores of this config in its run, or in every run for a bare config hash.
+        provenance["evaluations"] = self._dicts("""
+            SELECT evaluation_id, run_id, part, objective, score, n_questions
+            FROM evaluations
+            WHERE config_hash = $config_hash AND ($run_id::VARCHAR IS NULL OR run_id = $run_id)
+            ORDER BY evaluation_id""",
+            {"config_hash": config_hash, "run_id": provenance.get("run_id")})
+        out = Path(out_path)
+        if out.is_dir():
+            out = out / f"{config_hash}.yaml"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        config = self.config(config_hash).model_copy(update={"provenance": provenance})
+        out.write_text(config.to_yaml())
+        return out
+
+    # Internals ----------------------------------------------------------------------------
+    def _check_schema(self) -> None:
+        tables = {r[0] for r in self._con.execute(
+            "SELECT table_name FROM duckdb_tables() "
+            "WHERE database_name = current_database() AND schema_name = 'main'").fetchall()}
+        if "meta" not in tables:
+            if tables:
+                raise StoreError(f"{self.path}: a DuckDB file, but not a memevolve run store "
+                                 f"(it has tables {', '.join(sorted(tables)[:5])}). Fix: pass "
+                                 "--db with a new file.")
+            if self.read_only:
+                raise StoreError(f"{self.path}: an empty DuckDB file, no run store yet. Fix: "
+                                 "run 'memevolve eval' or 'memevolve run' with this --db first.")
+            schema = resources.files("evolve").joinpath("schema.sql").read_text()
+            with self.transaction():
+                self._con.execute(schema)
+                self._con.execute("INSERT INTO meta VALUES ('schema_version', ?)",
+                                  [SCHEMA_VERSION])
+            return
+        found = self._scalar("SELECT value FROM meta WHERE key = 'schema_version'")
+        if found != SCHEMA_VERSION:
+            raise StoreError(f"{self.path}: written with run-store schema version {found}, but "
+                             f"this memevolve uses version {SCHEMA_VERSION}; files are not "
+                             "migrated. Fix: pass --db with a new file (the old one stays "
+                             "readable by the memevolve that wrote it).")
+
+    def _table_columns(self) -> dict[str, dict[str, str]]:
+        columns: dict[str, dict[str, str]] = {}
+        for table, column, data_type in self._con.execute(
+                "SELECT table_name, column_name, data_type FROM duckdb_columns() "
+                "WHERE database_name = current_database() AND schema_name = 'main' "
+                "ORDER BY table_name, column_index").fetchall():
+            columns.setdefault(table, {})[column] = data_type
+        return columns
+
+    def _insert(self, table: str, rows: list[dict[str, Any]], conflict: str | None = None) -> None:
+        """Insert column-wise: one statement per set of keys, each column bound as one list
+        (executemany runs one statement per row and is ~25x slower)."""
+        types = self._columns.get(table)
+        if types is None:
+            raise StoreError(f"no table '{table}' in the run store. Fix: use one of "
+                             f"{', '.join(sorted(self._columns))}.")
+        by_keys: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        for row in rows:
+            by_keys.setdefault(tuple(row), []).append(row)
+        verb = f"INSERT OR {conflict} INTO" if conflict else "INSERT INTO"
+        for keys, group in by_keys.items():
+            unknown = [k for k in keys if k not in types]
+            if unknown:
+                raise StoreError(f"table '{table}' has no column {', '.join(unknown)}. Fix: use "
+                                 f"the columns of evolve/schema.sql.")
+            selects = ", ".join(f"UNNEST(${i + 1}::{types[k]}[])" for i, k in enumerate(keys))
+            try:
+                self._con.execute(f"{verb} {table} ({', '.join(keys)}) SELECT {selects}",
+                                  [[row[k] for row in group] for k in keys])
+            except (duckdb.ConstraintException, duckdb.ConversionException) as exc:
+                raise StoreError(f"{self.path}: could not write {len(group)} rows to {table}: "
+                                 f"{exc}. Nothing from this transaction was written.") from exc
+
+    def _resolve_run(self, run_id: str) -> tuple[str, str | None]:
+        kind = self.run(run_id)["kind"]
+        if kind == "eval":
+            config_hash = self._scalar("SELECT config_hash FROM evaluations WHERE run_id = ? "
+                                       "ORDER BY evaluation_id DESC LIMIT 1", [run_id])
+        else:
+            config_hash = self._scalar("""
+                SELECT config_hash FROM (
+                    SELECT config_hash, 0 AS source, -round AS r, -candidate AS c
+                    FROM candidates WHERE run_id = $run_id AND decision = 'accepted'
+                    UNION ALL
+                    SELECT incumbent_hash, 1, round, 0 FROM rounds WHERE run_id = $run_id
+                    UNION ALL
+                    SELECT config_hash, 2, 0, 0 FROM (
+                        SELECT config_hash FROM evaluations WHERE run_id = $run_id
+                        ORDER BY CASE part WHEN 'dev' THEN 0 WHEN 'all' THEN 1 ELSE 2 END,
+                                 score DESC NULLS LAST, evaluation_id
+                        LIMIT 1))
+                ORDER BY source, r, c LIMIT 1""", {"run_id": run_id})
+        if config_hash is None:
+            raise StoreError(f"{self.path}: run '{run_id}' has no evaluation yet. Fix: wait for "
+                             "it to evaluate a config, or pass an evaluation id or config hash.")
+        evaluation_id = self._scalar("""
+            SELECT evaluation_id FROM evaluations WHERE run_id = ? AND config_hash = ?
+            ORDER BY CASE part WHEN 'dev' THEN 0 WHEN 'all' THEN 1 ELSE 2 END,
+                     evaluation_id DESC
+            LIMIT 1""", [run_id, config_hash])
+        return config_hash, evaluation_id
+
+    def _dicts(self, sql: str, params: list[Any] | dict[str, Any] | None = None
+               ) -> list[dict[str, Any]]:
+        cursor = self._con.execute(sql, params)
+        names = [d[0] for d in cursor.description]
+        return [dict(zip(names, row)) for row in cursor.fetchall()]
+
+    def _scalar(self, sql: str, params: list[Any] | dict[str, Any] | None = None) -> Any:
+        row = self._con.execute(sql, params).fetchone()
+        return None if row is None else row[0]
+
+    def _rollback(self) -> None:
+        try:
+            self._con.execute("ROLLBACK")
+        except duckdb.TransactionException:
+            pass  # a failed COMMIT has already ended the transaction
+
+
+def _sides_sql(metric: str) -> str:
+    """CTEs a, b (each side's valid rows: an evaluation's questions, or all of a config's) and
+    paired (questions both sides have a value for). ``metric`` must be a COMPARE_METRICS name."""
+    side = """
+        SELECT qr.benchmark_key, qr.question_id, qr.conversation_id, qr.category,
+               qr.{metric}::DOUBLE AS value
+        FROM question_results qr
+        WHERE qr.config_hash = ${s}_hash AND qr.invalid_reason IS NULL
+          AND (${s}_evaluation::VARCHAR IS NULL OR EXISTS (
+                SELECT 1 FROM evaluation_questions eq JOIN evaluations e USING (evaluation_id)
+                WHERE eq.evaluation_id = ${s}_evaluation
+                  AND e.benchmark_key = qr.benchmark_key AND eq.question_id = qr.question_id))"""
+    return f"""
+        WITH a AS ({side.format(metric=metric, s="a")}),
+             b AS ({side.format(metric=metric, s="b")}),
+             paired AS (
+                SELECT question_id, a.conversation_id, a.category, a.value AS a, b.value AS b
+                FROM a JOIN b USING (benchmark_key, question_id)
+                WHERE a.value IS NOT NULL AND b.value IS NOT NULL)
+        """
+
+
+def _benchmark_row(benchmark: Benchmark) -> dict[str, Any]:
+    return {"benchmark_key": benchmark.key, "name": benchmark.name,
+            "variant": benchmark.variant, "source": benchmark.source,
+            "sha256": benchmark.sha256, "n_questions": len(benchmark.questions)}
+
+
+def _config_row(config: RetrievalConfig) -> dict[str, Any]:
+    return {"config_hash": config.config_hash, "canonical_json": config.canonical_json()}
+
+
+def _open_error(path: Path, exc: duckdb.Error) -> StoreError:
+    message = str(exc)
+    if "Could not set lock" in message:
+        pid = re.search(r"\(PID (\d+)\)", message)
+        holder = f" (process {pid.group(1)})" if pid else ""
+        return StoreError(f"{path}: another memevolve process{holder} holds this run store open; "
+                          "DuckDB lets one process write a file at a time. Fix: wait for that "
+                          "process to finish, or pass --db with another file.")
+    if "not a valid DuckDB database file" in message:
+        return StoreError(f"{path}: exists but is not a DuckDB database file. Fix: pass --db with "
+                          "a .duckdb file written by memevolve, or a new path.")
+    if "database does not exist" in message:
+        return StoreError(f"{path}: no run store there yet. Fix: run 'memevolve eval' or "
+                          "'memevolve run' first, or pass --db with an existing file.")
+    return StoreError(f"{path}: cannot open the run store ({message}). Fix: pass --db with "
+                      "another file.")

