@@ -13,12 +13,14 @@ from pydantic import BaseModel, Field
 
 from benchmarks import load_benchmark
 from benchmarks.errors import MemevolveError
+from benchmarks.model import Benchmark
 from benchmarks.splits import Split, make_split
 from evolve.diagnosers import DIAGNOSERS
 from evolve.diagnosers.base import Attempt, DiagnosisContext, Proposal
 from evolve.evaluation import Evaluator, EvaluationResult, evaluate_configs, objective_column
 from evolve.explore import explore
 from evolve.memory.system import EmbedderSpec, LLMSpec
+from evolve.memory.units import unit_text
 from evolve.meta import Guard, judge_candidate
 from evolve.store import RunStore
 from search_space.config import RetrievalConfig, load_config, load_preset
@@ -29,6 +31,8 @@ class EvolveSettings(BaseModel):
 
     benchmark: str = "synthetic"
     data: str | None = None
+    benchmark_options: dict[str, Any] = Field(default_factory=dict, description="Adapter "
+                                              "options, e.g. synthetic conversations=3.")
     variant: str | None = None
     split: str = "default"
     split_seed: int = 0
@@ -110,9 +114,12 @@ def evolve(store: RunStore, settings: EvolveSettings | None = None, *, resume: s
     if settings.diagnoser not in DIAGNOSERS:
         raise MemevolveError(f"unknown diagnoser '{settings.diagnoser}'. Fix: use one of "
                              f"{', '.join(sorted(DIAGNOSERS))}.")
-    benchmark = load_benchmark(settings.benchmark, settings.data, variant=settings.variant)
+    benchmark = load_benchmark(settings.benchmark, settings.data, variant=settings.variant,
+                               **settings.benchmark_options)
     if resume is not None:
-        split = Split.model_validate_json(store.run(run_id)["split_json"])
+        run = store.run(run_id)
+        split = Split(name=run["split_name"], seed=run["split_seed"],
+                      benchmark_key=run["benchmark_key"], **json.loads(run["split_json"]))
         if split.benchmark_key != benchmark.key:
             raise MemevolveError(f"run '{run_id}' was made on {split.benchmark_key} but the data "
                                  f"now loads as {benchmark.key}. Fix: pass the original --data.")
@@ -148,7 +155,7 @@ def evolve(store: RunStore, settings: EvolveSettings | None = None, *, resume: s
         status = store.run(run_id)["status"]
         while status == "running":
             status = _round(store, run_id, settings, state, diagnoser, guard, evaluate, dev_ids,
-                            report, began)
+                            report, began, benchmark)
         best = state.incumbent_result
         test_start = test_best = None
         if test_ids:
@@ -159,7 +166,8 @@ def evolve(store: RunStore, settings: EvolveSettings | None = None, *, resume: s
 
 
 def _round(store: RunStore, run_id: str, settings: EvolveSettings, state: _State, diagnoser,
-           guard: Guard, evaluate, dev_ids: list[str], report: Reporter, began: float) -> str:
+           guard: Guard, evaluate, dev_ids: list[str], report: Reporter, began: float,
+           benchmark: Benchmark) -> str:
     """One round, committed as a whole; returns the run status after it."""
     round_start = time.perf_counter()
     number = state.round + 1
@@ -173,11 +181,15 @@ def _round(store: RunStore, run_id: str, settings: EvolveSettings, state: _State
                                question_ids=dev_ids, objective=settings.objective,
                                max_context_tokens=settings.max_context_tokens, history=history,
                                seed=settings.seed, n_proposals=settings.candidates,
-                               tried_hashes=_tried_hashes(store, run_id))
+                               tried_hashes=_tried_hashes(store, run_id),
+                               describe_units=_unit_describer(benchmark, state.incumbent))
     mode = "explore" if state.stagnant >= settings.explore_after else "diagnose"
     proposals: list[Proposal] = []
     if mode == "diagnose":
         proposals = diagnoser.propose(context)
+        state.tokens += sum(c["prompt_tokens"] + c["completion_tokens"]
+                            for c in context.llm_calls)
+        state.cost += sum(c["cost_usd"] for c in context.llm_calls)
         if not proposals:
             mode = "explore"
     if mode == "explore":
@@ -308,6 +320,14 @@ def _scores_by_edit(store: RunStore, run_id: str) -> dict[str, float]:
     rows = store.query("SELECT edit_json, dev_score FROM candidates WHERE run_id = ? AND "
                        "proposer = 'optuna' AND dev_score IS NOT NULL", [run_id])
     return {r["edit_json"]: r["dev_score"] for r in rows}
+
+
+def _unit_describer(benchmark: Benchmark, incumbent: RetrievalConfig
+                    ) -> Callable[[str, list[str]], list[str]]:
+    # The rows a diagnoser reads are the incumbent's, so its windows are the ones retrieved.
+    return lambda conversation_id, unit_ids: [
+        unit_text(benchmark.conversation_by_id[conversation_id], unit_id, incumbent.window_size)
+        for unit_id in unit_ids]
 
 
 def _bench_key(store: RunStore, run_id: str) -> str:

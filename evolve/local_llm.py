@@ -78,7 +78,8 @@ class LocalLLMServer:
                    "--model_alias", MODEL_ALIAS, "--host", HOST, "--port", str(self.port),
                    "--n_ctx", str(self.n_ctx), "--n_threads", str(self.n_threads)]
         if self.embedding:
-            command += ["--embedding", "true"]
+            # Mean pooling: without it the server returns one vector per token, not per text.
+            command += ["--embedding", "true", "--kv_overrides", "llama.pooling_type=int:1"]
         # A file, not a pipe: the server logs every request and would block on a full pipe.
         self._log = tempfile.NamedTemporaryFile(prefix="memevolve-llm-", suffix=".log")
         self._process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT,

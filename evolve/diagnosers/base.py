@@ -72,6 +72,10 @@ class DiagnosisContext:
     notes: list[str] = field(default_factory=list)
     #: Dimensions an LLM proposed that the space lacks (stored for a person, never executed).
     new_dimensions: list[dict[str, str]] = field(default_factory=list)
+    #: (conversation id, unit ids) -> the units' texts, so a prompt can show retrieved context.
+    describe_units: Callable[[str, list[str]], list[str]] | None = None
+    #: llm_calls rows a diagnoser made (already stored): the loop counts them into the budget.
+    llm_calls: list[dict[str, Any]] = field(default_factory=list)
 
     def admissible(self, proposal: Proposal) -> RetrievalConfig | None:
         """The proposal's config if it is valid, within the token cap and not tried yet."""

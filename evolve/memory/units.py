@@ -65,6 +65,23 @@ def build_units(conversation: Conversation, kind: str, window_size: int) -> Unit
                    turn_units=tuple(turns))
 
 
+def unit_text(conversation: Conversation, unit_id: str, window_size: int = 1) -> str:
+    """The undated text of one unit: a turn ('D1:3'), the window around a turn ('win:D1:3',
+    ``window_size`` turns each side) or a session summary ('summary:3')."""
+    for session in conversation.sessions:
+        if unit_id == f"summary:{session.index}" and session.summary:
+            return session.summary
+        # Windows never cross a session, so the session's turns alone rebuild one.
+        turns = [MemoryUnit(t.id, session.index, i, t.speaker, session.date, t.content, (t.id,))
+                 for i, t in enumerate(session.turns)]
+        for i, turn in enumerate(turns):
+            if unit_id == turn.id:
+                return turn.rendered(False)
+            if unit_id == f"win:{turn.id}":
+                return _windows(turns, window_size)[i].rendered(False)
+    raise ValueError(f"conversation {conversation.id} has no memory unit '{unit_id}'")
+
+
 def _first_position(turns: list[MemoryUnit], session_index: int) -> int:
     return next((t.position for t in turns if t.session_index == session_index), 0)
 

@@ -1,0 +1,342 @@
+"""The LLM diagnoser: a seeded prompt of failure buckets and sampled failures in, edits validated
+against the space out; falls back to the rules diagnoser when the model fails."""
+from __future__ import annotations
+
+import json
+import logging
+import random
+from typing import Any
+
+from pydantic import BaseModel, Field, ValidationError
+
+from benchmarks.errors import MemevolveError
+from evolve.diagnosers.base import DiagnosisContext, Edit, Proposal, register
+from evolve.diagnosers.rules import RulesDiagnoser, failure_buckets
+from evolve.evaluation import objective_column
+from evolve.llm import LLMClient, LLMError, LLMReplyError, LLMSettings, Messages, ResponseCache
+from search_space.config import ConfigError, RetrievalConfig, validate_values
+from search_space.dimensions import DIMENSIONS, DIMENSIONS_BY_NAME, space_documentation
+
+log = logging.getLogger(__name__)
+
+#: A reply of several proposals needs more room than an answer-sized max_tokens allows.
+REPLY_TOKENS = 512
+#: Prompt size limits: a small local model has a context of a few thousand tokens.
+SAMPLE_SIZE = 6
+HISTORY_SHOWN = 10
+UNITS_SHOWN = 3
+IDS_SHOWN = 8
+TEXT_CHARS = 160
+#: Fields the user chooses, never the tuner (an LLM answerer needs a model and a key).
+NOT_TUNED = ("answerer",)
+
+SYSTEM = ("You tune the retrieval configuration of the long-term memory of an LLM agent. You "
+          "read failure statistics and sampled failures on development questions, then propose "
+          "small configuration edits likely to raise the objective. Reply with one JSON object "
+          "and nothing else.")
+
+FAILURE_SQL = """
+SELECT question_id, conversation_id, category, retrieved_ids, context_ids, evidence_ids,
+       recall_in_context, evidence_rank, answer
+FROM question_results
+WHERE config_hash = ? AND benchmark_key = ? AND question_id IN (SELECT unnest(?::VARCHAR[]))
+  AND invalid_reason IS NULL AND recall_in_context < 1
+ORDER BY question_id
+"""
+
+SUMMARY_SQL = """
+SELECT count(*) AS n, avg(CAST({column} AS DOUBLE)) AS score
+FROM question_results
+WHERE config_hash = ? AND benchmark_key = ? AND question_id IN (SELECT unnest(?::VARCHAR[]))
+  AND invalid_reason IS NULL
+"""
+
+
+class EditReply(BaseModel):
+    field: str
+    value: Any
+    category: str | int | None = None
+
+
+class ProposalReply(BaseModel):
+    edits: list[EditReply]
+    rationale: str = ""
+
+
+class DimensionReply(BaseModel):
+    name: str
+    description: str
+    rationale: str = ""
+
+
+class DiagnosisReply(BaseModel):
+    """The JSON the model must return."""
+
+    proposals: list[ProposalReply] = Field(default_factory=list)
+    new_dimensions: list[DimensionReply] = Field(default_factory=list)
+
+
+@register
+class LLMDiagnoser:
+    """Asks an LLM for at most K proposals of 1-3 edits; drops invalid ones with a note, records
+    proposed new dimensions, and falls back to the rules diagnoser when the LLM fails."""
+
+    name = "llm"
+
+    def __init__(self, model: dict[str, Any] | None) -> None:
+        if not model:
+            raise MemevolveError("the llm diagnoser needs a model. Fix: set diagnoser_model "
+                                 "(LLM settings: model, api_base, ...) or pass --diagnoser-model.")
+        try:
+            settings = LLMSettings(**model)
+        except ValidationError as exc:
+            raise MemevolveError(f"diagnoser_model is not valid LLM settings: {exc}. Fix: give "
+                                 "at least 'model' (a litellm model name).") from None
+        self.client = LLMClient(settings, ResponseCache())
+        self.reply_tokens = max(settings.max_tokens, REPLY_TOKENS)
+
+    def propose(self, context: DiagnosisContext) -> list[Proposal]:
+        try:
+            reply, _ = self.client.complete_json(self.messages(context), DiagnosisReply,
+                                                 purpose="diagnose", max_tokens=self.reply_tokens)
+        except LLMReplyError as exc:
+            return self._fall_back(context, f"invalid JSON after one repair: "
+                                            f"{_clip(exc.validation_error, 200)}")
+        except LLMError as exc:
+            return self._fall_back(context, _clip(str(exc), 300))
+        finally:
+            self._record_calls(context)
+        _record_dimensions(context, reply.new_dimensions)
+        return validated_proposals(context, reply.proposals)
+
+    def messages(self, context: DiagnosisContext) -> Messages:
+        """The prompt: a pure function of the store's rows, the context, its seed and round."""
+        return [{"role": "system", "content": SYSTEM},
+                {"role": "user", "content": build_prompt(context)}]
+
+    def _record_calls(self, context: DiagnosisContext) -> None:
+        rows = [call.as_row() for call in self.client.drain_calls()]
+        if rows:
+            context.store.record_llm_calls(context.run_id, rows)
+            context.llm_calls.extend(rows)
+
+    def _fall_back(self, context: DiagnosisContext, why: str) -> list[Proposal]:
+        log.warning("llm diagnoser failed (%s); falling back to rules", why)
+        context.notes.append(f"llm diagnoser failed ({why}); fell back to rules")
+        return RulesDiagnoser().propose(context)
+
+
+def build_prompt(context: DiagnosisContext) -> str:
+    summary = context.store.query(
+        SUMMARY_SQL.format(column=objective_column(context.objective)),
+        [context.incumbent.config_hash, context.benchmark_key, context.question_ids])[0]
+    score = "n/a" if summary["score"] is None else f"{summary['score']:.4f}"
+    sections = [
+        f"Objective: raise {context.objective} (now {score} over {summary['n']} dev questions). "
+        f"Hard limit: context_budget (global and per category) must stay <= "
+        f"{context.max_context_tokens} tokens.",
+        "## Failure buckets (category | bucket | questions | mean rank of first gold unit)\n"
+        + _buckets(context),
+        _failures(context),
+        "## Search space: field (type: allowed values; default; scope): meaning\n"
+        + space_documentation(),
+        "## Current config (fields that differ from the defaults)\n" + _current(context.incumbent),
+        _history(context),
+        _instructions(context, _categories(context)),
+    ]
+    return "\n\n".join(sections)
+
+
+def validated_proposals(context: DiagnosisContext, replies: list[ProposalReply]
+                        ) -> list[Proposal]:
+    """The admissible, distinct proposals; each dropped one leaves a note saying why."""
+    categories = set(_categories(context))
+    proposals: list[Proposal] = []
+    seen: dict[str, int] = {}
+    for number, reply in enumerate(replies, start=1):
+        if len(proposals) == context.n_proposals:
+            context.notes.append(f"llm proposals {number}-{len(replies)} ignored: only "
+                                 f"{context.n_proposals} asked for")
+            break
+        proposal, why = _proposal(context, reply, categories)
+        if proposal is not None:
+            config = context.admissible(proposal)
+            if config is None:
+                why = _inadmissible(context, proposal)
+            elif config.config_hash in seen:
+                why = f"same config as proposal {seen[config.config_hash]}"
+            else:
+                seen[config.config_hash] = number
+                proposals.append(proposal)
+                continue
+        context.notes.append(f"llm proposal {number} rejected: {why}")
+    return proposals
+
+
+def _proposal(context: DiagnosisContext, reply: ProposalReply,
+              categories: set[str]) -> tuple[Proposal | None, str | None]:
+    if not 1 <= len(reply.edits) <= 3:
+        return None, f"{len(reply.edits)} edits (1 to 3 allowed)"
+    edits = []
+    for item in reply.edits:
+        category = None if item.category in (None, "") else str(item.category)
+        if item.field in NOT_TUNED:
+            return None, f"'{item.field}' is chosen by the user, not tuned"
+        if category is not None and category not in categories:
+            return None, f"unknown category '{category}' (known: {', '.join(sorted(categories))})"
+        clean, problems = validate_values({item.field: item.value},
+                                          per_category=category is not None)
+        if problems:
+            return None, "; ".join(problems)
+        edits.append(Edit(item.field, clean[item.field], category))
+    proposal = Proposal(tuple(edits), _clip(reply.rationale.strip(), 500) or
+                        "(no rationale given)", LLMDiagnoser.name)
+    try:
+        config = proposal.apply(context.incumbent)
+    except ConfigError as exc:
+        return None, "; ".join(exc.problems)
+    idle = [e.field for e in edits
+            if DIMENSIONS_BY_NAME[e.field].needs_llm and config.answerer != "llm"]
+    if idle:
+        return None, f"{', '.join(idle)} only matters with answerer=llm"
+    return proposal, None
+
+
+def _inadmissible(context: DiagnosisContext, proposal: Proposal) -> str:
+    """Why ``context.admissible`` refused a proposal that applies cleanly."""
+    config = proposal.apply(context.incumbent)
+    budgets = [config.context_budget] + [o.get("context_budget", 0)
+                                         for o in config.overrides.values()]
+    if max(budgets) > context.max_context_tokens:
+        return (f"context_budget {max(budgets)} exceeds the cap of "
+                f"{context.max_context_tokens} tokens")
+    if config == context.incumbent:
+        return "changes nothing"
+    return "that config was already tried"
+
+
+def _record_dimensions(context: DiagnosisContext, replies: list[DimensionReply]) -> None:
+    for reply in replies:
+        name = reply.name.strip()
+        if name in DIMENSIONS_BY_NAME:
+            context.notes.append(f"llm new dimension '{name}' ignored: already in the space")
+        elif name and reply.description.strip():
+            context.new_dimensions.append({"name": _clip(name, 100),
+                                           "description": _clip(reply.description.strip(), 500),
+                                           "rationale": _clip(reply.rationale.strip(), 500)})
+
+
+def _buckets(context: DiagnosisContext) -> str:
+    rows = failure_buckets(context)
+    if not rows:
+        return "(no failing questions)"
+    return "\n".join(f"{r['category']} | {r['bucket']} | {r['n']} | "
+                     f"{'-' if r['mean_rank'] is None else round(r['mean_rank'], 1)}"
+                     for r in rows)
+
+
+def _failures(context: DiagnosisContext) -> str:
+    rows = context.store.query(FAILURE_SQL, [context.incumbent.config_hash,
+                                             context.benchmark_key, context.question_ids])
+    sample = stratified_sample(rows, SAMPLE_SIZE, context.seed * 1009 + context.round)
+    head = (f"## Sampled failures ({len(sample)} of {len(rows)} with recall_in_context < 1, "
+            "stratified by category and zero/partial recall)")
+    return "\n".join([head, *(_failure(context, row) for row in sample)] if sample else
+                     [head, "(none)"])
+
+
+def stratified_sample(rows: list[dict[str, Any]], size: int, seed: int) -> list[dict[str, Any]]:
+    """Up to ``size`` rows, round-robin over (category, zero|partial recall) strata, each stratum
+    shuffled with ``seed``: every kind of failure is shown before any is shown twice."""
+    strata: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for row in rows:
+        kind = "zero" if row["recall_in_context"] == 0 else "partial"
+        strata.setdefault((row["category"], kind), []).append(row)
+    rng = random.Random(seed)
+    queues = []
+    for key in sorted(strata):
+        members = list(strata[key])
+        rng.shuffle(members)
+        queues.append(members)
+    sample: list[dict[str, Any]] = []
+    while len(sample) < size and any(queues):
+        for queue in queues:
+            if queue and len(sample) < size:
+                sample.append(queue.pop(0))
+    return sample
+
+
+def _failure(context: DiagnosisContext, row: dict[str, Any]) -> str:
+    rank = row["evidence_rank"] if row["evidence_rank"] is not None else "not retrieved"
+    retrieved = ", ".join(row["retrieved_ids"][:IDS_SHOWN])
+    if len(row["retrieved_ids"]) > IDS_SHOWN:
+        retrieved += f" (+{len(row['retrieved_ids']) - IDS_SHOWN} more)"
+    lines = [f"### {row['question_id']} (category {row['category']}, recall_in_context "
+             f"{row['recall_in_context']:.2f}, first gold rank {rank})",
+             f"retrieved (rank order): {retrieved}",
+             "gold evidence:", *_units(context, row, row["evidence_ids"]),
+             f"context ({len(row['context_ids'])} units in context order"
+             f"{f', first {UNITS_SHOWN} shown' if len(row['context_ids']) > UNITS_SHOWN else ''}):",
+             *_units(context, row, row["context_ids"][:UNITS_SHOWN]),
+             f"answer: {json.dumps(_clip(row['answer'], TEXT_CHARS))}"]
+    return "\n".join(lines)
+
+
+def _units(context: DiagnosisContext, row: dict[str, Any], ids: list[str]) -> list[str]:
+    if not ids:
+        return ["- (none)"]
+    if context.describe_units is None:
+        return [f"- {unit_id}" for unit_id in ids]
+    texts = context.describe_units(row["conversation_id"], list(ids))
+    return [f"- {unit_id}: {_clip(text, TEXT_CHARS)}" for unit_id, text in zip(ids, texts)]
+
+
+def _current(config: RetrievalConfig) -> str:
+    lines = [f"- {d.name} = {json.dumps(getattr(config, d.name))}" for d in DIMENSIONS
+             if getattr(config, d.name) != d.default]
+    lines += [f"- {name} = {json.dumps(value)} for category {category}"
+              for category, fields in config.overrides.items() for name, value in fields.items()]
+    return "\n".join(lines) or "(all defaults)"
+
+
+def _history(context: DiagnosisContext) -> str:
+    shown = context.history[-HISTORY_SHOWN:]
+    head = (f"## Attempt history (last {len(shown)} of {len(context.history)}; do not repeat "
+            "these)")
+    if not shown:
+        return head + "\n(none yet)"
+    lines = []
+    for attempt in shown:
+        edits = ", ".join(Edit(**e).label() for e in json.loads(attempt.edit_json))
+        delta = "n/a" if attempt.delta is None else f"{attempt.delta:+.4f}"
+        lines.append(f"- round {attempt.round}, {attempt.proposer}: {edits} -> delta {delta}, "
+                     f"{attempt.decision}")
+    return "\n".join([head, *lines])
+
+
+def _instructions(context: DiagnosisContext, categories: list[str]) -> str:
+    example = {"proposals": [{"edits": [{"field": "<field>", "value": "<value>",
+                                         "category": None}],
+                              "rationale": "<which failures this fixes and why>"}],
+               "new_dimensions": [{"name": "<name>", "description": "<what it would control>",
+                                   "rationale": "<which failures need it>"}]}
+    return (f"## Your reply\nPropose at most {context.n_proposals} proposals. A proposal is 1 to "
+            "3 edits tried together. An edit sets a field of the search space to an allowed "
+            "value; \"category\" is null for a global edit, or one of "
+            f"{', '.join(categories) or '(none)'} for a per-category field. You may also name new "
+            "dimensions the space lacks; they are recorded for a person, never run. Leave "
+            "new_dimensions empty unless a failure needs one.\nReply with JSON only, in this "
+            f"shape:\n{json.dumps(example)}")
+
+
+def _categories(context: DiagnosisContext) -> list[str]:
+    rows = context.store.query(
+        "SELECT DISTINCT category FROM question_results WHERE config_hash = ? AND "
+        "benchmark_key = ? AND question_id IN (SELECT unnest(?::VARCHAR[])) ORDER BY category",
+        [context.incumbent.config_hash, context.benchmark_key, context.question_ids])
+    return [r["category"] for r in rows]
+
+
+def _clip(text: str, chars: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= chars else text[:chars - 3] + "..."

@@ -1,0 +1,375 @@
+"""Every dimension of the search space changes what the memory system retrieves, packs or answers.
+
+Each proof evaluates one hand-made question under two configs that differ in that dimension only
+(plus the settings that make it matter) and checks the difference in the outcome row. A dimension
+added to ``DIMENSIONS`` without a proof here fails ``test_dimension_changes_behaviour``.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Callable
+
+import pytest
+
+from benchmarks.errors import MemevolveError
+from benchmarks.model import Conversation, Question, Session, Turn
+from evolve.memory.answer import NOT_MENTIONED
+from evolve.memory.answer_llm import answer_messages
+from evolve.memory.system import MemorySystem
+from search_space.config import RetrievalConfig
+from search_space.dimensions import DIMENSIONS_BY_NAME
+
+# --- hand-made conversations, each built to make a few dimensions visible ------------------------
+
+FILLER = ("Alice: The garden needs water.", "Bob: I bought new curtains.",
+          "Alice: I cooked pasta for dinner.", "Bob: Traffic was slow downtown.")
+
+
+def _session(index: int, date: str | None, *lines: str, summary: str | None = None) -> Session:
+    turns = []
+    for position, line in enumerate(lines, start=1):
+        speaker, text = line.split(": ", 1)
+        turns.append(Turn(id=f"D{index}:{position}", session_index=index, turn_index=position,
+                          speaker=speaker, text=text))
+    return Session(index=index, date=datetime.fromisoformat(date) if date else None,
+                   turns=tuple(turns), summary=summary)
+
+
+def _conversation(cid: str, *sessions: Session,
+                  speakers: tuple[str, ...] = ("Alice", "Bob")) -> Conversation:
+    return Conversation(id=cid, speakers=speakers, sessions=sessions)
+
+
+CONVERSATIONS = (
+    _conversation("stemming", _session(
+        1, None, "Alice: I cooked pasta for dinner.", "Bob: My brother runs five miles daily.",
+        "Alice: The garden needs water.", "Bob: I bought new curtains.")),
+    _conversation("case", _session(
+        1, None, "Alice: Nice, nice, that sounds really nice.",
+        "Bob: Nice was sunny when I stayed there in June.", *FILLER)),
+    _conversation("punctuation", _session(
+        1, None, "Alice: Learning C was hard.", "Bob: C++ is my favourite.", *FILLER)),
+    _conversation("stopwords", _session(
+        1, None, "Bob: Does she have a car? I do not think she has a car.",
+        "Carol: My cat is lovely.", "Bob: I bought new curtains.",
+        "Carol: Traffic was slow downtown."), speakers=("Bob", "Carol")),
+    _conversation("saturation", _session(
+        1, None, "Alice: Dog, dog, dog and another dog.", "Bob: We found a beach for our dog.",
+        "Alice: The beach was crowded.", "Bob: Sand from the beach got everywhere.",
+        "Alice: I cooked pasta for dinner.", "Bob: I bought new curtains.",
+        "Alice: The garden needs water.", "Bob: Traffic was slow downtown.")),
+    _conversation("length", _session(
+        1, None, "Alice: We walked for hours along a windy coast road past fields and farms "
+                 "until we finally saw a lighthouse.", "Bob: A lighthouse.", *FILLER)),
+    _conversation("keywords", _session(
+        1, None, "Bob: What did you do? What did you do all day?", "Carol: The lake was frozen.",
+        "Bob: I bought new curtains.", "Carol: Traffic was slow downtown."),
+        speakers=("Bob", "Carol")),
+    _conversation("swap", _session(
+        1, None, "Alice: I kept my old guitar in the attic.",
+        "Bob: I kept my old guitar in the garage.", "Alice: The garden needs water.",
+        "Alice: I cooked pasta for dinner.", "Alice: Traffic was slow downtown.",
+        "Bob: I bought new curtains.")),
+    _conversation("dated",
+                  _session(1, "2023-01-10", "Alice: I went to a concert.",
+                           "Bob: The garden needs water."),
+                  _session(2, "2023-05-20", "Alice: I went to a concert.",
+                           "Bob: I bought new curtains.")),
+    # Bob's short turn trails Alice's on BM25 but leads the structured ranking (Bob is asked
+    # about); Alice's turn is fourth there, after Bob's three turns.
+    _conversation("fusion", _session(
+        1, None, "Bob: The kayak trip was fun.",
+        "Alice: The kayak trip was fun, the kayak was blue.", "Bob: I bought new curtains.",
+        "Bob: Traffic was slow downtown.", "Alice: The garden needs water.",
+        "Alice: I cooked pasta for dinner.")),
+    _conversation("semantic", _session(
+        1, None, "Bob: Alice does have a pet peeve about loud music.",
+        "Alice: My dog Rex sleeps on my bed every night.", *FILLER)),
+    _conversation("duplicates", _session(
+        1, None, "Alice: I adopted a puppy named Rex yesterday.",
+        "Alice: I adopted a puppy named Rex last week.",
+        "Alice: I adopted a kitten named Luna too.", *FILLER)),
+    _conversation("trip",
+                  _session(1, "2023-05-07", "Alice: I moved to Lisbon.",
+                           "Bob: How is the new flat?",
+                           "Alice: The flat is small but bright, near a tram stop.",
+                           "Bob: I started learning the violin."),
+                  _session(2, "2023-06-12", "Bob: My violin teacher is strict.",
+                           "Alice: I went hiking in the mountains.",
+                           "Bob: Did you see any wildlife?",
+                           "Alice: We saw two eagles near the summit.",
+                           summary="Alice and Bob talked about violin lessons and a hiking trip.")),
+    _conversation("long", _session(1, None, *(
+        f"{speaker}: On day {day} of the road trip we drove through small towns, stopped for "
+        f"coffee, took photos of old churches and talked about music until the sun went down "
+        f"over the hills."
+        for day, speaker in zip(range(1, 7), ("Alice", "Bob") * 3)))),
+)
+
+
+def _question(qid: str, conversation: str, text: str, *, category: str = "1",
+              evidence: tuple[str, ...] = ()) -> Question:
+    return Question(id=qid, conversation_id=conversation, text=text, category=category,
+                    evidence=evidence)
+
+
+QUESTIONS = (
+    _question("stemming", "stemming", "Who enjoys running?"),
+    _question("case", "case", "Who visited Nice?"),
+    _question("punctuation", "punctuation", "Who codes in C++?"),
+    _question("stopwords", "stopwords", "Does Alice have a cat?"),
+    _question("saturation", "saturation", "Is there a dog beach?"),
+    _question("length", "length", "Which lighthouse?"),
+    _question("keywords", "keywords", "What did Alice do at the lake?"),
+    _question("swap", "swap", "Why did Alice sell her old guitar?"),
+    _question("dated", "dated", "Who went to a concert in May 2023?"),
+    _question("fusion", "fusion", "How was the kayak trip for Bob?"),
+    _question("semantic", "semantic", "What pet does Alice have?"),
+    _question("duplicates", "duplicates", "What was the puppy Alice adopted called?"),
+    _question("flat", "trip", "What is near the tram stop?", evidence=("D1:3", "D1:4")),
+    _question("flat_far", "trip", "What is near the tram stop?", evidence=("D1:1",)),
+    _question("flat_adversarial", "trip", "What is near the tram stop?", category="5"),
+    _question("summary", "trip", "Who talked about violin lessons?"),
+    _question("eagles", "trip", "Did you see any eagles near the summit on the hike?"),
+    _question("moved", "trip", "When did Alice move to Lisbon?"),
+    _question("summit", "trip", "What did Alice see near the summit?"),
+    _question("road_trip", "long", "What did we do on the road trip?"),
+)
+
+
+@pytest.fixture(scope="module")
+def system(tmp_path_factory) -> MemorySystem:
+    """One memory system for the module, so MiniLM loads once; its vectors go to a temp cache."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MEMEVOLVE_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+        yield MemorySystem(CONVERSATIONS, QUESTIONS)
+
+
+def _row(system: MemorySystem, question_id: str, config: RetrievalConfig | None = None,
+         **values: Any) -> dict[str, Any]:
+    config = (config or RetrievalConfig()).with_values(values)
+    (row,), _ = system.evaluate(config, [question_id])
+    return row
+
+
+def _top(system: MemorySystem, question_id: str, **values: Any) -> str:
+    return _row(system, question_id, **values)["retrieved_ids"][0]
+
+
+# --- one proof per dimension ---------------------------------------------------------------------
+
+PROOFS: dict[str, Callable[[MemorySystem], None]] = {}
+
+
+def proves(name: str) -> Callable[[Callable[[MemorySystem], None]], Callable[[MemorySystem], None]]:
+    def register(proof: Callable[[MemorySystem], None]) -> Callable[[MemorySystem], None]:
+        PROOFS[name] = proof
+        return proof
+
+    return register
+
+
+@proves("unit")
+def _window_units_cover_the_neighbours_of_the_matching_turn(system: MemorySystem) -> None:
+    turn = _row(system, "flat", top_k=1)
+    window = _row(system, "flat", top_k=1, unit="window")
+    assert turn["retrieved_ids"][0] == "D1:3" and turn["recall_at_k"] == 0.5
+    assert window["retrieved_ids"][0] == "win:D1:3" and window["recall_at_k"] == 1.0
+
+
+@proves("window_size")
+def _wider_windows_reach_evidence_two_turns_away(system: MemorySystem) -> None:
+    assert _row(system, "flat_far", top_k=1, unit="window")["recall_at_k"] == 0.0
+    assert _row(system, "flat_far", top_k=1, unit="window", window_size=2)["recall_at_k"] == 1.0
+
+
+@proves("retrievers")
+def _dense_retrieval_finds_the_paraphrase_bm25_misses(system: MemorySystem) -> None:
+    assert _top(system, "semantic") == "D1:1"
+    assert _top(system, "semantic", retrievers="dense") == "D1:2"
+
+
+@proves("bm25_lowercase")
+def _case_sensitive_bm25_tells_the_city_from_the_adjective(system: MemorySystem) -> None:
+    assert _top(system, "case") == "D1:1"
+    assert _top(system, "case", bm25_lowercase=False) == "D1:2"
+
+
+@proves("bm25_strip_punctuation")
+def _kept_punctuation_tells_cpp_from_c(system: MemorySystem) -> None:
+    assert _top(system, "punctuation") == "D1:1"
+    assert _top(system, "punctuation", bm25_strip_punctuation=False) == "D1:2"
+
+
+@proves("bm25_stopwords")
+def _dropping_stopwords_leaves_the_content_word_to_match(system: MemorySystem) -> None:
+    assert _top(system, "stopwords") == "D1:1"
+    assert _top(system, "stopwords", bm25_stopwords=True) == "D1:2"
+
+
+@proves("bm25_stemming")
+def _stemming_matches_running_with_runs(system: MemorySystem) -> None:
+    assert _top(system, "stemming") == "D1:1"
+    assert _top(system, "stemming", bm25_stemming=True) == "D1:2"
+
+
+@proves("bm25_k1")
+def _high_k1_rewards_a_repeated_term(system: MemorySystem) -> None:
+    assert _top(system, "saturation", bm25_k1=0.3) == "D1:2"
+    assert _top(system, "saturation", bm25_k1=3.0) == "D1:1"
+
+
+@proves("bm25_b")
+def _length_normalisation_prefers_the_short_turn(system: MemorySystem) -> None:
+    assert _top(system, "length", bm25_b=0.0) == "D1:1"
+    assert _top(system, "length", bm25_b=0.75) == "D1:2"
+
+
+@proves("query_keywords")
+def _keyword_queries_ignore_wh_words_and_auxiliaries(system: MemorySystem) -> None:
+    assert _top(system, "keywords") == "D1:1"
+    assert _top(system, "keywords", query_keywords=True) == "D1:2"
+
+
+@proves("speaker_swap")
+def _speaker_swap_retrieves_the_other_speakers_turn(system: MemorySystem) -> None:
+    assert _top(system, "swap") == "D1:1"
+    assert _top(system, "swap", speaker_swap=True) == "D1:2"
+
+
+@proves("temporal_cues")
+def _temporal_cues_favour_the_turn_dated_near_the_asked_month(system: MemorySystem) -> None:
+    hybrid = {"retrievers": "bm25+structured", "structured_weight": 1.0}
+    assert _top(system, "dated", **hybrid) == "D1:1"
+    assert _top(system, "dated", **hybrid, temporal_cues=True) == "D2:1"
+
+
+@proves("fusion")
+def _rank_fusion_ignores_how_close_the_bm25_scores_are(system: MemorySystem) -> None:
+    assert _top(system, "fusion", retrievers="bm25+structured") == "D1:1"
+    assert _top(system, "fusion", retrievers="bm25+structured", fusion="rrf") == "D1:2"
+
+
+@proves("rrf_k")
+def _small_rrf_k_lets_the_top_bm25_rank_dominate(system: MemorySystem) -> None:
+    rrf = {"retrievers": "bm25+structured", "fusion": "rrf", "structured_weight": 0.45}
+    assert _top(system, "fusion", **rrf, rrf_k=1) == "D1:2"
+    assert _top(system, "fusion", **rrf, rrf_k=60) == "D1:1"
+
+
+@proves("dense_weight")
+def _dense_weight_moves_the_ranking_from_bm25_to_dense(system: MemorySystem) -> None:
+    assert _top(system, "semantic", retrievers="bm25+dense", dense_weight=0.0) == "D1:1"
+    assert _top(system, "semantic", retrievers="bm25+dense", dense_weight=1.0) == "D1:2"
+
+
+@proves("structured_weight")
+def _structured_weight_favours_the_asked_speakers_turn(system: MemorySystem) -> None:
+    hybrid = {"retrievers": "bm25+structured"}
+    assert _top(system, "fusion", **hybrid, structured_weight=0.0) == "D1:2"
+    assert _top(system, "fusion", **hybrid, structured_weight=1.0) == "D1:1"
+
+
+@proves("top_k")
+def _top_k_sets_how_many_units_reach_the_context(system: MemorySystem) -> None:
+    assert len(_row(system, "flat", top_k=1)["context_ids"]) == 1
+    assert len(_row(system, "flat", top_k=3)["context_ids"]) == 3
+
+
+@proves("mmr_lambda")
+def _lower_mmr_lambda_skips_the_near_duplicate(system: MemorySystem) -> None:
+    relevance = _row(system, "duplicates", top_k=2)["context_ids"]
+    diverse = _row(system, "duplicates", top_k=2, mmr_lambda=0.3)["context_ids"]
+    assert set(relevance) == {"D1:1", "D1:2"}
+    assert diverse[0] in relevance and not set(relevance) <= set(diverse)
+
+
+@proves("neighbor_expansion")
+def _neighbour_expansion_adds_the_surrounding_turns(system: MemorySystem) -> None:
+    assert _row(system, "flat", top_k=1)["context_ids"] == ["D1:3"]
+    assert _row(system, "flat", top_k=1, neighbor_expansion=1)["context_ids"] == \
+        ["D1:3", "D1:2", "D1:4"]
+
+
+@proves("context_budget")
+def _a_smaller_budget_packs_fewer_units(system: MemorySystem) -> None:
+    roomy = _row(system, "road_trip", context_budget=1000)
+    tight = _row(system, "road_trip", context_budget=100)
+    assert len(roomy["context_ids"]) == 5
+    assert 0 < len(tight["context_ids"]) < 5 and tight["context_tokens"] <= 100
+
+
+@proves("packing_order")
+def _chronological_packing_orders_the_context_by_position(system: MemorySystem) -> None:
+    by_rank = _row(system, "eagles", top_k=3)["context_ids"]
+    by_date = _row(system, "eagles", top_k=3, packing_order="chronological")["context_ids"]
+    assert by_rank != by_date and set(by_rank) == set(by_date)
+    assert by_date == sorted(by_date, key=lambda unit_id: tuple(map(int, unit_id[1:].split(":"))))
+
+
+@proves("include_dates")
+def _dated_context_lets_the_extractive_answerer_give_the_date(system: MemorySystem) -> None:
+    assert _row(system, "moved", top_k=1)["answer"] != "7 May 2023"
+    assert _row(system, "moved", top_k=1, include_dates=True)["answer"] == "7 May 2023"
+
+
+@proves("answerer")
+def _llm_answerer_without_a_model_fails_clearly(system: MemorySystem) -> None:
+    assert _row(system, "moved")["answer"]
+    with pytest.raises(MemevolveError, match="answerer=llm but no answering model"):
+        _row(system, "moved", answerer="llm")
+
+
+@proves("answer_style")
+def _each_answer_style_asks_the_llm_differently(system: MemorySystem) -> None:
+    question = system.questions["moved"]
+    prompts = {style: answer_messages(question, "Alice: I moved to Lisbon.", style)[-1]["content"]
+               for style in DIMENSIONS_BY_NAME["answer_style"].choices}
+    assert len(set(prompts.values())) == len(prompts)
+    assert "Answer:" in prompts["reasoned"] and "Answer:" not in prompts["short"]
+
+
+@proves("abstain_threshold")
+def _a_high_abstain_threshold_says_not_mentioned(system: MemorySystem) -> None:
+    assert _row(system, "summit")["answer"] != NOT_MENTIONED
+    abstaining = _row(system, "summit", abstain_threshold=0.9)
+    assert abstaining["answer"] == NOT_MENTIONED and abstaining["abstained"]
+
+
+def test_every_dimension_has_a_behaviour_proof() -> None:
+    assert set(PROOFS) == set(DIMENSIONS_BY_NAME)
+
+
+@pytest.mark.parametrize("name", sorted(DIMENSIONS_BY_NAME))
+def test_dimension_changes_behaviour(name: str, system: MemorySystem) -> None:
+    if name not in PROOFS:
+        pytest.fail(f"dimension '{name}' has no proof in tests/test_dimensions.py that changing "
+                    "it changes behaviour")
+    PROOFS[name](system)
+
+
+# --- related behaviour of single dimensions -----------------------------------------------------
+
+def test_turn_plus_summary_units_retrieve_the_session_summary(system: MemorySystem) -> None:
+    assert not any(u.startswith("summary:") for u in _row(system, "summary")["retrieved_ids"])
+    assert _top(system, "summary", unit="turn+summary") == "summary:2"
+
+
+def test_include_dates_adds_the_date_tokens_to_the_context(system: MemorySystem) -> None:
+    plain = _row(system, "flat", top_k=2)
+    dated = _row(system, "flat", top_k=2, include_dates=True)
+    assert plain["context_ids"] == dated["context_ids"]
+    assert dated["context_tokens"] > plain["context_tokens"]
+
+
+def test_lowercase_still_matters_when_stemming(system: MemorySystem) -> None:
+    assert _top(system, "case", bm25_stemming=True) == "D1:1"
+    assert _top(system, "case", bm25_stemming=True, bm25_lowercase=False) == "D1:2"
+
+
+def test_category_override_changes_only_that_category(system: MemorySystem) -> None:
+    config = RetrievalConfig().with_values({"top_k": 1}, category="5")
+    rows, _ = system.evaluate(config, ["flat", "flat_adversarial"])
+    by_id = {row["question_id"]: row for row in rows}
+    assert len(by_id["flat_adversarial"]["context_ids"]) == 1
+    assert len(by_id["flat"]["context_ids"]) == 5
