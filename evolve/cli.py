@@ -349,10 +349,13 @@ def report_command(
 
 
 @app.command("space")
-def space_command() -> None:
+def space_command(markdown: bool = typer.Option(False, help="Print the README's table.")) -> None:
     """The search space: every dimension, its domain, default and scope."""
-    from search_space.dimensions import DIMENSIONS
+    from search_space.dimensions import DIMENSIONS, space_markdown
 
+    if markdown:
+        print(space_markdown())
+        return
     console.print(table("search space", ["dimension", "type", "domain", "default", "scope",
                                          "description"],
                         [[d.name, d.kind, d.domain(), d.default, d.scope, d.description]

@@ -135,6 +135,18 @@ DIMENSIONS: tuple[Dimension, ...] = (
 DIMENSIONS_BY_NAME: dict[str, Dimension] = {d.name: d for d in DIMENSIONS}
 
 
+def space_markdown() -> str:
+    """The README's table of dimensions (a test keeps the README in sync with this)."""
+    lines = ["| dimension | type | domain | default | scope | what it does |",
+             "|---|---|---|---|---|---|"]
+    for d in DIMENSIONS:
+        scope = "per category" if d.scope == "per_category" else "global"
+        domain = d.domain().replace("|", " \\| ")
+        lines.append(f"| `{d.name}` | {d.kind} | {domain} | {d.default!r} | {scope} | "
+                     f"{d.description} |")
+    return "\n".join(lines)
+
+
 def space_documentation() -> str:
     """One line per dimension, as the CLI, the README and the LLM diagnoser show it."""
     return "\n".join(f"- {d.doc_line()}" for d in DIMENSIONS)

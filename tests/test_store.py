@@ -16,7 +16,7 @@ from evolve.store import RunStore, StoreError, paired_bootstrap
 from search_space.config import RetrievalConfig, load_config
 
 REPO = Path(__file__).resolve().parents[1]
-SQL_EXAMPLES = REPO / "evolve" / "SQL_EXAMPLES.md"
+SQL_EXAMPLES = REPO / "README.md"
 BASE = RetrievalConfig()
 WIDE = BASE.with_values({"top_k": 10})
 

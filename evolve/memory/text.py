@@ -33,7 +33,8 @@ def count_tokens(text: str) -> int:
 
 @lru_cache(maxsize=200_000)
 def stem(word: str) -> str:
-    return _STEMMER.stem(word)
+    # NLTK lowercases by default, which would silently defeat bm25_lowercase=false.
+    return _STEMMER.stem(word, to_lowercase=False)
 
 
 def bm25_tokens(text: str, *, lowercase: bool, strip_punctuation: bool, stopwords: bool,
@@ -101,8 +102,26 @@ def format_date(date: datetime) -> str:
     return f"{date.day} {date:%B %Y}"
 
 
+_NUMBERS = {"a": 1, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7,
+            "a couple of": 2, "couple of": 2, "few": 3}
+_AGO = re.compile(r"\b(\d+|a couple of|couple of|a|one|two|three|four|five|six|seven|few) "
+                  r"(day|week|month|year)s? ago\b", re.IGNORECASE)
+
+
 def resolve_relative(text: str, session_date: datetime) -> str:
     """The date a turn's relative time words point to, in LoCoMo's gold style."""
+    ago = _AGO.search(text)
+    if ago:
+        count = ago.group(1).lower()
+        n = int(count) if count.isdigit() else _NUMBERS[count]
+        unit = ago.group(2).lower()
+        if unit == "day":
+            return format_date(session_date - timedelta(days=n))
+        if unit == "week":
+            return f"{n} week{'s' * (n > 1)} before {format_date(session_date)}"
+        if unit == "month":
+            return f"{n} month{'s' * (n > 1)} before {session_date:%B %Y}"
+        return str(session_date.year - n)
     match = RELATIVE_TIME.search(text)
     if not match:
         return format_date(session_date)
@@ -110,7 +129,7 @@ def resolve_relative(text: str, session_date: datetime) -> str:
     if phrase == "yesterday":
         return format_date(session_date - timedelta(days=1))
     if phrase.startswith("last week"):
-        return f"the week before {format_date(session_date)}"
+        return f"the {phrase.split()[1]} before {format_date(session_date)}"
     if phrase == "last month":
         previous = session_date.replace(day=1) - timedelta(days=1)
         return f"{previous:%B %Y}"
