@@ -121,3 +121,31 @@ def test_space_lists_every_dimension():
 
     result = invoke("space")
     assert all(d.name in result.output for d in DIMENSIONS)
+
+
+def test_run_then_report_writes_the_trajectory_and_plots(db):
+    result = invoke("run", "--workers", "0", "--max-rounds", "2", "--candidates", "2",
+                    "--no-plots", "--db", db)
+    assert result.exit_code == 0, result.output
+    run_id = re.search(r"run (evolve-[\w-]+)", result.output).group(1)
+    assert "start" in result.output and "evolved" in result.output
+    report = invoke("report", run_id, "--db", db)
+    assert report.exit_code == 0, report.output
+    assert "candidates" in report.output and "rounds" in report.output
+    for name in ("trajectory.png", "categories.png"):
+        assert (db.parent / run_id / name).stat().st_size > 1000
+
+
+def test_a_second_run_on_a_locked_store_is_refused(db):
+    import subprocess
+    import sys
+
+    holder = subprocess.Popen([sys.executable, "-c", "import duckdb, sys, time; "
+                               f"c = duckdb.connect({str(db)!r}); print('ok', flush=True); "
+                               "time.sleep(60)"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "ok"
+        result = invoke("run", "--workers", "0", "--max-rounds", "1", "--db", db)
+        assert result.exit_code == 2 and "another" in result.output and "--db" in result.output
+    finally:
+        holder.kill()
