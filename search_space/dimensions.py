@@ -127,8 +127,9 @@ DIMENSIONS: tuple[Dimension, ...] = (
     _d("answer_style", "choice", "short", "LLM answer style: a short phrase, one sentence, or "
        "think step by step then answer.", choices=("short", "sentence", "reasoned"),
        group="answer", scope="per_category", needs_llm=True),
-    _d("abstain_threshold", "float", 0.0, "Answer 'not mentioned' when the best unit's fused "
-       "score is below this (0 = never abstain on score alone).", low=0.0, high=1.0,
+    _d("abstain_threshold", "float", 0.0, "Extractive answerer says 'not mentioned' when the "
+       "best context unit holds less than this share of the question's content words (halved "
+       "when it is another speaker's); 0 = never abstain.", low=0.0, high=1.0,
        group="answer", scope="per_category"),
 )
 

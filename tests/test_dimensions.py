@@ -7,7 +7,7 @@ added to ``DIMENSIONS`` without a proof here fails ``test_dimension_changes_beha
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import pytest
 
@@ -45,7 +45,7 @@ CONVERSATIONS = (
         1, None, "Alice: I cooked pasta for dinner.", "Bob: My brother runs five miles daily.",
         "Alice: The garden needs water.", "Bob: I bought new curtains.")),
     _conversation("case", _session(
-        1, None, "Alice: Nice, nice, that sounds really nice.",
+        1, None, "Alice: That sounds nice, really nice.",
         "Bob: Nice was sunny when I stayed there in June.", *FILLER)),
     _conversation("punctuation", _session(
         1, None, "Alice: Learning C was hard.", "Bob: C++ is my favourite.", *FILLER)),
@@ -54,7 +54,7 @@ CONVERSATIONS = (
         "Carol: My cat is lovely.", "Bob: I bought new curtains.",
         "Carol: Traffic was slow downtown."), speakers=("Bob", "Carol")),
     _conversation("saturation", _session(
-        1, None, "Alice: Dog, dog, dog and another dog.", "Bob: We found a beach for our dog.",
+        1, None, "Alice: Dog, dog, dog and another dog.", "Bob: We found the beach for our dog.",
         "Alice: The beach was crowded.", "Bob: Sand from the beach got everywhere.",
         "Alice: I cooked pasta for dinner.", "Bob: I bought new curtains.",
         "Alice: The garden needs water.", "Bob: Traffic was slow downtown.")),
@@ -75,11 +75,11 @@ CONVERSATIONS = (
                            "Bob: The garden needs water."),
                   _session(2, "2023-05-20", "Alice: I went to a concert.",
                            "Bob: I bought new curtains.")),
-    # Bob's short turn trails Alice's on BM25 but leads the structured ranking (Bob is asked
+    # Bob's turn trails Alice's slightly on BM25 but leads the structured ranking (Bob is asked
     # about); Alice's turn is fourth there, after Bob's three turns.
     _conversation("fusion", _session(
-        1, None, "Bob: The kayak trip was fun.",
-        "Alice: The kayak trip was fun, the kayak was blue.", "Bob: I bought new curtains.",
+        1, None, "Bob: The kayak trip was fun but tiring.",
+        "Alice: Bob loved the kayak trip, the kayak was blue.", "Bob: I bought new curtains.",
         "Bob: Traffic was slow downtown.", "Alice: The garden needs water.",
         "Alice: I cooked pasta for dinner.")),
     _conversation("semantic", _session(
@@ -88,7 +88,8 @@ CONVERSATIONS = (
     _conversation("duplicates", _session(
         1, None, "Alice: I adopted a puppy named Rex yesterday.",
         "Alice: I adopted a puppy named Rex last week.",
-        "Alice: I adopted a kitten named Luna too.", *FILLER)),
+        "Alice: I adopted a kitten named Luna too.", "Bob: I bought new curtains.",
+        "Alice: I cooked pasta for dinner.", "Bob: My sister called.")),
     _conversation("trip",
                   _session(1, "2023-05-07", "Alice: I moved to Lisbon.",
                            "Bob: How is the new flat?",
@@ -116,16 +117,16 @@ def _question(qid: str, conversation: str, text: str, *, category: str = "1",
 QUESTIONS = (
     _question("stemming", "stemming", "Who enjoys running?"),
     _question("case", "case", "Who visited Nice?"),
-    _question("punctuation", "punctuation", "Who codes in C++?"),
+    _question("punctuation", "punctuation", "Who codes in C++ at work?"),
     _question("stopwords", "stopwords", "Does Alice have a cat?"),
     _question("saturation", "saturation", "Is there a dog beach?"),
     _question("length", "length", "Which lighthouse?"),
     _question("keywords", "keywords", "What did Alice do at the lake?"),
     _question("swap", "swap", "Why did Alice sell her old guitar?"),
     _question("dated", "dated", "Who went to a concert in May 2023?"),
-    _question("fusion", "fusion", "How was the kayak trip for Bob?"),
+    _question("fusion", "fusion", "How did Bob find the kayak trip?"),
     _question("semantic", "semantic", "What pet does Alice have?"),
-    _question("duplicates", "duplicates", "What was the puppy Alice adopted called?"),
+    _question("duplicates", "duplicates", "Which puppy did Alice adopt?"),
     _question("flat", "trip", "What is near the tram stop?", evidence=("D1:3", "D1:4")),
     _question("flat_far", "trip", "What is near the tram stop?", evidence=("D1:1",)),
     _question("flat_adversarial", "trip", "What is near the tram stop?", category="5"),
@@ -138,17 +139,16 @@ QUESTIONS = (
 
 
 @pytest.fixture(scope="module")
-def system(tmp_path_factory) -> MemorySystem:
+def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MemorySystem]:
     """One memory system for the module, so MiniLM loads once; its vectors go to a temp cache."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MEMEVOLVE_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
         yield MemorySystem(CONVERSATIONS, QUESTIONS)
 
 
-def _row(system: MemorySystem, question_id: str, config: RetrievalConfig | None = None,
-         **values: Any) -> dict[str, Any]:
-    config = (config or RetrievalConfig()).with_values(values)
-    (row,), _ = system.evaluate(config, [question_id])
+def _row(system: MemorySystem, question_id: str, **values: Any) -> dict[str, Any]:
+    """The outcome row of one question under the default config with ``values`` changed."""
+    (row,), _ = system.evaluate(RetrievalConfig().with_values(values), [question_id])
     return row
 
 
@@ -158,11 +158,14 @@ def _top(system: MemorySystem, question_id: str, **values: Any) -> str:
 
 # --- one proof per dimension ---------------------------------------------------------------------
 
-PROOFS: dict[str, Callable[[MemorySystem], None]] = {}
+Proof = Callable[[MemorySystem], None]
+PROOFS: dict[str, Proof] = {}
 
 
-def proves(name: str) -> Callable[[Callable[[MemorySystem], None]], Callable[[MemorySystem], None]]:
-    def register(proof: Callable[[MemorySystem], None]) -> Callable[[MemorySystem], None]:
+def proves(name: str) -> Callable[[Proof], Proof]:
+    """Register a function as the proof that dimension ``name`` changes behaviour."""
+
+    def register(proof: Proof) -> Proof:
         PROOFS[name] = proof
         return proof
 
@@ -174,7 +177,7 @@ def _window_units_cover_the_neighbours_of_the_matching_turn(system: MemorySystem
     turn = _row(system, "flat", top_k=1)
     window = _row(system, "flat", top_k=1, unit="window")
     assert turn["retrieved_ids"][0] == "D1:3" and turn["recall_at_k"] == 0.5
-    assert window["retrieved_ids"][0] == "win:D1:3" and window["recall_at_k"] == 1.0
+    assert window["retrieved_ids"][0].startswith("win:") and window["recall_at_k"] == 1.0
 
 
 @proves("window_size")
@@ -280,8 +283,8 @@ def _top_k_sets_how_many_units_reach_the_context(system: MemorySystem) -> None:
 def _lower_mmr_lambda_skips_the_near_duplicate(system: MemorySystem) -> None:
     relevance = _row(system, "duplicates", top_k=2)["context_ids"]
     diverse = _row(system, "duplicates", top_k=2, mmr_lambda=0.3)["context_ids"]
-    assert set(relevance) == {"D1:1", "D1:2"}
-    assert diverse[0] in relevance and not set(relevance) <= set(diverse)
+    assert relevance == ["D1:1", "D1:2"]
+    assert diverse[0] == "D1:1" and "D1:2" not in diverse
 
 
 @proves("neighbor_expansion")

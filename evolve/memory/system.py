@@ -251,10 +251,12 @@ class MemorySystem:
         calls: list[dict[str, Any]] = []
         invalid = None
         if cfg.answerer == "llm":
+            # Resolved before importing litellm, so a missing model fails at once.
+            answerer = self._llm_answerer()
             from evolve.llm import LLMUnavailable
 
             try:
-                outcome = self._llm_answerer().answer(question, context, cfg.answer_style)
+                outcome = answerer.answer(question, context, cfg.answer_style)
                 answer, abstained = outcome.text, outcome.text.strip() == NOT_MENTIONED
                 calls.extend(c.as_row() for c in outcome.calls)
             except LLMUnavailable as exc:

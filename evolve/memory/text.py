@@ -71,7 +71,8 @@ def keywords(question: str) -> str:
 _MONTHS = {m: i for i, m in enumerate(
     "january february march april may june july august september october november december".split(),
     start=1)}
-_MONTH_RE = re.compile(r"\b(" + "|".join(_MONTHS) + r")\b(?:\s+(\d{4}))?", re.IGNORECASE)
+# Capitalised only: "may" is a verb far more often than a month in questions.
+_MONTH_RE = re.compile(r"\b(" + "|".join(m.capitalize() for m in _MONTHS) + r")\b(?:\s+(\d{4}))?")
 _YEAR_RE = re.compile(r"\b(19\d{2}|20\d{2})\b")
 RELATIVE_TIME = re.compile(
     r"\b(yesterday|today|tonight|last (?:week|weekend|month|year|night|friday|saturday|sunday|"
