@@ -20,7 +20,7 @@ def fail(message: str, code: int = 2) -> NoReturn:
 def table(title: str, columns: Sequence[str], rows: Iterable[Sequence[object]]) -> Table:
     out = Table(title=title, title_justify="left")
     for i, name in enumerate(columns):
-        out.add_column(name, justify="left" if i == 0 else "right")
+        out.add_column(name, justify="left" if i == 0 else "right", no_wrap=i == 0)
     for row in rows:
         out.add_row(*(fmt(v) for v in row))
     return out
