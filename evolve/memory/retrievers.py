@@ -86,11 +86,31 @@ class DenseRetriever:
         if key not in self._indexes:
             import faiss
 
-            vectors = self.embedder.embed([u.rendered(False) for u in units.units]).astype(np.float32)
+            vectors = self._unit_vectors(units)
             index = faiss.IndexFlatIP(vectors.shape[1])
             index.add(vectors)
             self._indexes[key] = (index, vectors)
         return self._indexes[key]
+
+    def _unit_vectors(self, units: "UnitSet") -> np.ndarray:
+        """Turn and summary units are embedded; a window is the normalised mean of its turns'
+        vectors, so every window size costs no embedding beyond the turns themselves."""
+        turn_rows = {u.id: i for i, u in enumerate(units.turn_units)}
+        turn_vectors = self.embedder.embed([u.rendered(False) for u in units.turn_units])
+        own = [u for u in units.units if u.id not in turn_rows and not u.id.startswith("win:")]
+        own_vectors = dict(zip((u.id for u in own),
+                               self.embedder.embed([u.rendered(False) for u in own]) if own
+                               else []))
+        rows = []
+        for unit in units.units:
+            if unit.id in turn_rows:
+                rows.append(turn_vectors[turn_rows[unit.id]])
+            elif unit.id in own_vectors:
+                rows.append(own_vectors[unit.id])
+            else:
+                mean = turn_vectors[[turn_rows[t] for t in unit.turn_ids]].mean(axis=0)
+                rows.append(mean / max(float(np.linalg.norm(mean)), 1e-12))
+        return np.ascontiguousarray(np.stack(rows), dtype=np.float32)
 
     def scores(self, units, query, config) -> np.ndarray:
         index, _ = self._index(units)
