@@ -1,33 +1,23 @@
 """The `memevolve` command line: data, eval, run, runs, compare, export, report, router."""
 from __future__ import annotations
 
-import functools
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import typer
 
 from benchmarks.errors import MemevolveError
-from evolve.console import console, fail, table
+from evolve.console import console, table, user_errors
+from evolve.bench.cli import bench_app
+from evolve.router.cli import routed_eval, router_app
 
 app = typer.Typer(help="memevolve: self-tuning retrieval for LLM agent memory.",
                   no_args_is_help=True, add_completion=False)
 data_app = typer.Typer(help="Benchmark files: fetch (sha256-checked), verify, stats.",
                        no_args_is_help=True)
 app.add_typer(data_app, name="data")
-
-
-def user_errors(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn every error a user can cause into a one-paragraph message and exit code 2."""
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except MemevolveError as exc:
-            fail(str(exc))
-
-    return wrapper
+app.add_typer(bench_app, name="bench")
+app.add_typer(router_app, name="router")
 
 
 @data_app.command("fetch")
@@ -165,8 +155,14 @@ def eval_command(
     ray_address: Optional[str] = RayAddressOpt, answer_model: Optional[str] = AnswerModelOpt,
     api_base: Optional[str] = ApiBaseOpt, judge_model: Optional[str] = JudgeModelOpt,
     local_llm: bool = LocalLLMOpt, objective: str = ObjectiveOpt,
+    router: Optional[Path] = typer.Option(None, "--router", help="Route each question to the "
+                                          "tier combination a 'router train' policy picks."),
+    lam: Optional[float] = typer.Option(None, "--lambda", help="Router cost weight, within its "
+                                        "trained range (higher: cheaper tiers)."),
+    budget: Optional[float] = typer.Option(None, "--budget", help="Router: mean context tokens "
+                                           "per question to stay within (picks the lambda)."),
 ) -> None:
-    """Evaluate one config on a benchmark in parallel; store every question's outcome."""
+    """Evaluate one config (or a router) on a benchmark in parallel; store every outcome."""
     import time
     import uuid
 
@@ -186,6 +182,13 @@ def eval_command(
             raise MemevolveError("objective 'judge' needs a judge model. Fix: pass --judge-model.")
         bench = load_benchmark(benchmark, data, variant=variant)
         the_split = make_split(bench, split, seed=split_seed)
+        if router is not None or lam is not None or budget is not None:
+            if router is None or config_file is not None or preset is not None:
+                raise MemevolveError("--lambda and --budget go with --router, which replaces "
+                                     "--config and --preset. Fix: pass --router MODEL alone.")
+            return routed_eval(bench=bench, split=the_split, part=part, router=router, lam=lam,
+                               budget=budget, db=db, workers=workers, ray_address=ray_address,
+                               answer=answer, judge=judge, objective=objective)
         ids = [q.id for q in the_split.questions(bench, part)]
         run_id = f"eval-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
         with RunStore(db) as store:

@@ -1,8 +1,9 @@
 """Shared terminal output: one rich console, tables, and the user-error exit path."""
 from __future__ import annotations
 
+import functools
 import sys
-from typing import Iterable, NoReturn, Sequence
+from typing import Any, Callable, Iterable, NoReturn, Sequence
 
 from rich.console import Console
 from rich.table import Table
@@ -15,6 +16,20 @@ def fail(message: str, code: int = 2) -> NoReturn:
     """Print a user error as one paragraph (no traceback) and exit non-zero."""
     err_console.print(f"[bold red]error:[/] {message}", soft_wrap=True)
     sys.exit(code)
+
+
+def user_errors(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn every error a user can cause into a one-paragraph message and exit code 2."""
+    from benchmarks.errors import MemevolveError
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except MemevolveError as exc:
+            fail(str(exc))
+
+    return wrapper
 
 
 def table(title: str, columns: Sequence[str], rows: Iterable[Sequence[object]]) -> Table:

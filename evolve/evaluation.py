@@ -95,6 +95,17 @@ class Evaluator:
             self._actors.append(ShardActor.remote(conversations, questions, self.embedder,
                                                   self.llm))
 
+    def embedding_counters(self) -> dict[str, int]:
+        """Embedding cache hits and misses summed over this evaluator's memory systems."""
+        if self._local is not None:
+            return self._local.embedding_counters()
+        if not self._actors:
+            return {"hits": 0, "misses": 0}
+        import ray
+
+        counts = ray.get([actor.embedding_counters.remote() for actor in self._actors])
+        return {key: sum(c[key] for c in counts) for key in ("hits", "misses")}
+
     def close(self) -> None:
         if self._actors:
             import ray

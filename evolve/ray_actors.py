@@ -19,6 +19,9 @@ class ShardActor:
         config = RetrievalConfig.model_validate_json(config_json)
         return self.system.evaluate(config, question_ids)
 
+    def embedding_counters(self) -> dict[str, int]:
+        return self.system.embedding_counters()
+
     def pid(self) -> int:
         import os
 

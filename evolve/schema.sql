@@ -26,7 +26,7 @@ CREATE TABLE IF NOT EXISTS configs (
 -- A run: an `eval`, an evolution (`run`) or a benchmark harness run.
 CREATE TABLE IF NOT EXISTS runs (
     run_id        VARCHAR PRIMARY KEY,
-    kind          VARCHAR NOT NULL,          -- eval | evolve | bench
+    kind          VARCHAR NOT NULL,          -- eval | evolve | bench | router
     benchmark_key VARCHAR NOT NULL,
     split_name    VARCHAR NOT NULL,
     split_seed    INTEGER NOT NULL,
@@ -150,4 +150,137 @@ CREATE TABLE IF NOT EXISTS dimension_proposals (
     name        VARCHAR NOT NULL,
     description VARCHAR NOT NULL,
     rationale   VARCHAR NOT NULL
+);
+
+-- Budget-tier router. The outcome of every tier combination (one config each) on every question
+-- of a split, with the cost measures of the tiers' cost model; written by `router train`.
+CREATE TABLE IF NOT EXISTS router_outcomes (
+    tiers_hash            VARCHAR NOT NULL,   -- the tier space (tiers file, base, cost model)
+    benchmark_key         VARCHAR NOT NULL,
+    question_id           VARCHAR NOT NULL,
+    conversation_id       VARCHAR NOT NULL,
+    combo                 VARCHAR NOT NULL,   -- one tier letter per module, e.g. 'LMH'
+    config_hash           VARCHAR NOT NULL,
+    run_id                VARCHAR NOT NULL,   -- the `router train` run that logged it
+    recall_in_context     DOUBLE,             -- quality measures; NULL when undefined
+    recall_at_k           DOUBLE,
+    answer_f1             DOUBLE,
+    context_tokens        INTEGER NOT NULL,
+    llm_prompt_tokens     INTEGER NOT NULL,
+    llm_completion_tokens INTEGER NOT NULL,
+    llm_usd               DOUBLE NOT NULL,    -- LLM tokens at list price (local models: 0)
+    latency_ms            DOUBLE NOT NULL,
+    PRIMARY KEY (tiers_hash, benchmark_key, question_id, combo)
+);
+
+-- A trained router: one policy per seed in one file; the selected seed serves `eval --router`.
+CREATE TABLE IF NOT EXISTS router_models (
+    model_id            VARCHAR PRIMARY KEY,  -- the `router train` run id
+    path                VARCHAR NOT NULL,
+    tiers_hash          VARCHAR NOT NULL,
+    benchmark_key       VARCHAR NOT NULL,
+    feature_fingerprint VARCHAR NOT NULL,
+    objective           VARCHAR NOT NULL,
+    lambda_min          DOUBLE NOT NULL,
+    lambda_max          DOUBLE NOT NULL,
+    seeds               INTEGER[] NOT NULL,
+    val_area            DOUBLE[] NOT NULL,    -- validation frontier area per seed (selection)
+    selected_seed       INTEGER NOT NULL,
+    train_wall_s        DOUBLE NOT NULL,      -- policy training, all seeds
+    created_at          TIMESTAMP NOT NULL DEFAULT current_timestamp
+);
+
+-- The accuracy-cost frontier of a `router eval` run on the test questions: the router per
+-- lambda (mean and t-interval over seeds), every fixed combination, the per-query oracle and
+-- an evolved config.
+CREATE TABLE IF NOT EXISTS router_frontier (
+    run_id             VARCHAR NOT NULL,
+    model_id           VARCHAR NOT NULL,
+    method             VARCHAR NOT NULL,      -- router | fixed | oracle | evolved
+    label              VARCHAR NOT NULL,      -- lambda, combination or config hash
+    cost_lambda        DOUBLE,                -- the cost weight (router, oracle)
+    n_seeds            INTEGER NOT NULL,
+    n_questions        INTEGER NOT NULL,
+    quality            DOUBLE NOT NULL,
+    quality_ci_low     DOUBLE,
+    quality_ci_high    DOUBLE,
+    context_tokens     DOUBLE NOT NULL,       -- mean per question
+    context_tokens_ci_low  DOUBLE,
+    context_tokens_ci_high DOUBLE,
+    cost               DOUBLE,                -- mean normalised cost (all-high = 1 per weight)
+    PRIMARY KEY (run_id, method, label)
+);
+
+-- `memevolve bench search`: every strategy at equal budgets of dev evaluations. One row per
+-- evaluation of a (strategy, seed, budget) run, in order; the start config is eval_index 1.
+CREATE TABLE IF NOT EXISTS bench_search (
+    run_id       VARCHAR NOT NULL,          -- the bench run (runs.kind = 'bench')
+    strategy     VARCHAR NOT NULL,          -- memevolve | optuna-tpe | random | hill-climber
+    seed         INTEGER NOT NULL,
+    budget       INTEGER NOT NULL,          -- dev evaluations allowed
+    eval_index   INTEGER NOT NULL,          -- 1..budget
+    config_hash  VARCHAR NOT NULL,
+    dev_score    DOUBLE,                    -- this config's mean objective on dev
+    best_so_far  DOUBLE,                    -- dev score of the config the strategy would return
+                                            -- now (memevolve: its guarded incumbent)
+    PRIMARY KEY (run_id, strategy, seed, budget, eval_index)
+);
+
+-- One row per (strategy, seed, budget) run: its choice on dev, scored once on test.
+CREATE TABLE IF NOT EXISTS bench_summary (
+    run_id       VARCHAR NOT NULL,
+    strategy     VARCHAR NOT NULL,
+    seed         INTEGER NOT NULL,
+    budget       INTEGER NOT NULL,
+    evaluations  INTEGER NOT NULL,          -- dev evaluations spent (repeats count)
+    distinct_configs INTEGER NOT NULL,
+    choice_hash  VARCHAR NOT NULL,          -- in configs: 'memevolve export' reads it
+    best_dev     DOUBLE,
+    test_score   DOUBLE,
+    gap          DOUBLE,                    -- best_dev - test_score
+    auc          DOUBLE,                    -- mean of best_so_far over the budget
+    wall_s       DOUBLE NOT NULL,           -- the run, its one test evaluation included
+    PRIMARY KEY (run_id, strategy, seed, budget)
+);
+
+-- `memevolve bench eval`: evaluation throughput per dataset, phase and worker count.
+CREATE TABLE IF NOT EXISTS bench_throughput (
+    run_id           VARCHAR NOT NULL,
+    dataset          VARCHAR NOT NULL,      -- locomo | synthetic-10k | synthetic-100k | ...
+    benchmark_key    VARCHAR NOT NULL,
+    n_turns          INTEGER NOT NULL,
+    n_questions      INTEGER NOT NULL,
+    retrievers       VARCHAR NOT NULL,      -- of the base config of the 8 evaluated at once
+    workers          INTEGER NOT NULL,      -- Ray actors (0 = in the driver process)
+    phase            VARCHAR NOT NULL,      -- cold | warm-store | warm-indexes |
+                                            -- new-process-store | new-process-compute
+    configs          INTEGER NOT NULL,
+    wall_s           DOUBLE NOT NULL,
+    startup_s        DOUBLE NOT NULL,       -- Ray start and actor creation (in wall_s too)
+    questions_per_s  DOUBLE NOT NULL,       -- configs x questions / wall_s
+    configs_per_s    DOUBLE NOT NULL,
+    store_reuse      DOUBLE NOT NULL,       -- share of outcomes read from the run store
+    embed_hits       BIGINT NOT NULL,       -- texts found in the embedding cache
+    embed_misses     BIGINT NOT NULL,       -- texts that had to be embedded
+    driver_rss_mb    DOUBLE NOT NULL,       -- getrusage peak of the measuring process
+    tree_rss_mb      DOUBLE NOT NULL,       -- sampled peak of it plus every descendant (Ray)
+    note             VARCHAR NOT NULL,
+    PRIMARY KEY (run_id, dataset, workers, phase)
+);
+
+-- `memevolve bench scale`: per-question index and embedding times on LongMemEval.
+CREATE TABLE IF NOT EXISTS bench_scale (
+    run_id        VARCHAR NOT NULL,
+    benchmark_key VARCHAR NOT NULL,
+    stage         VARCHAR NOT NULL,         -- units | bm25-index | dense-index-cold |
+                                            -- dense-index-cached | evaluate-<retrievers>
+    n             INTEGER NOT NULL,         -- questions timed
+    total_s       DOUBLE NOT NULL,
+    mean_ms       DOUBLE NOT NULL,
+    p50_ms        DOUBLE NOT NULL,
+    p95_ms        DOUBLE NOT NULL,
+    max_ms        DOUBLE NOT NULL,
+    texts         BIGINT NOT NULL,          -- texts embedded or looked up (dense stages)
+    cache_hits    BIGINT NOT NULL,
+    PRIMARY KEY (run_id, stage)
 );

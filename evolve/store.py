@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 SCHEMA_VERSION = "1"
 DEFAULT_PATH = Path("runs/memevolve.duckdb")
-RUN_KINDS = ("eval", "evolve", "bench")
+RUN_KINDS = ("eval", "evolve", "bench", "router")
 RUN_STATUSES = ("running", "converged", "budget_spent", "done", "failed")
 # Per-question metrics `compare` can pair; a boolean verdict compares as 0/1.
 COMPARE_METRICS = ("recall_in_context", "recall_at_5", "recall_at_10", "recall_at_k",

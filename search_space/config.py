@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, Literal, Optional
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
+from pydantic import ConfigDict, Field, create_model, model_validator
 
 from benchmarks.errors import MemevolveError
 from search_space.dimensions import DIMENSIONS, DIMENSIONS_BY_NAME, Dimension

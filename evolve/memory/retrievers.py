@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Callable, Protocol
 import numpy as np
 from rank_bm25 import BM25Okapi
 
+from evolve.memory.bounded import BoundedCache
 from evolve.memory.text import (RELATIVE_TIME, bm25_tokens, is_temporal_question, names_in,
                                 temporal_target)
 
@@ -26,6 +27,8 @@ class Retriever(Protocol):
 
 
 RETRIEVERS: dict[str, Callable[[], Retriever]] = {}
+#: BM25 settings (tokenisation, k1, b) whose index a unit set keeps (most recently used).
+BM25_SETTINGS_KEPT = 8
 
 
 def register(cls: type) -> type:
@@ -45,16 +48,19 @@ class BM25Retriever:
     name = "bm25"
 
     def __init__(self) -> None:
-        self._indexes: dict[tuple, BM25Okapi | None] = {}
+        # Per unit set, the indexes of its latest settings only: a search over k1 and b would
+        # otherwise keep one index per value it ever tried.
+        self._indexes: dict[int, BoundedCache[BM25Okapi]] = {}
 
-    def _index(self, units: "UnitSet", config: "RetrievalConfig") -> BM25Okapi | None:
-        key = (id(units), _token_settings(config), config.bm25_k1, config.bm25_b)
-        if key not in self._indexes:
-            lower, punct, stop, stem = key[1]
+    def _index(self, units: "UnitSet", config: "RetrievalConfig") -> BM25Okapi:
+        settings = (_token_settings(config), config.bm25_k1, config.bm25_b)
+        indexes = self._indexes.setdefault(id(units), BoundedCache(BM25_SETTINGS_KEPT))
+        if settings not in indexes:
+            lower, punct, stop, stem = settings[0]
             corpus = [bm25_tokens(u.rendered(False), lowercase=lower, strip_punctuation=punct,
                                   stopwords=stop, stemming=stem) or ["_"] for u in units.units]
-            self._indexes[key] = BM25Okapi(corpus, k1=config.bm25_k1, b=config.bm25_b)
-        return self._indexes[key]
+            indexes[settings] = BM25Okapi(corpus, k1=config.bm25_k1, b=config.bm25_b)
+        return indexes[settings]
 
     def scores(self, units, query, config) -> np.ndarray:
         index = self._index(units, config)

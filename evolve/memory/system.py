@@ -11,6 +11,7 @@ import numpy as np
 from benchmarks.model import Conversation, Question
 from benchmarks.scoring import locomo_answer_score
 from evolve.memory.answer import NOT_MENTIONED, extractive_answer
+from evolve.memory.bounded import BoundedCache
 from evolve.memory.query import ProcessedQuery, process_query
 from evolve.memory.retrievers import RETRIEVERS, DenseRetriever, minmax
 from evolve.memory.units import MemoryUnit, UnitSet, build_units
@@ -18,6 +19,8 @@ from search_space.config import RetrievalConfig
 
 #: How many ranked units a result row keeps (recall@k for k up to this).
 KEPT_RANKS = 50
+#: Retriever settings whose per-question scores a conversation keeps (most recently used).
+SCORE_SETTINGS_KEPT = 16
 
 
 @dataclass
@@ -43,7 +46,10 @@ class ConversationMemory:
         self.retrievers = retrievers
         self._unit_sets: dict[tuple[str, int], UnitSet] = {}
         self._queries: dict[tuple, ProcessedQuery] = {}
-        self._scores: dict[tuple, np.ndarray] = {}
+        # Per retriever setting (BM25 tokenisation, k1, b, ...), each question's scores; only
+        # the latest settings are kept, or a search over k1 and b grows ~1 MB per setting.
+        self._scores: BoundedCache[dict[ProcessedQuery, np.ndarray]] = \
+            BoundedCache(SCORE_SETTINGS_KEPT)
 
     def units(self, config: RetrievalConfig) -> UnitSet:
         key = (config.unit, config.window_size if config.unit == "window" else 0)
@@ -61,10 +67,13 @@ class ConversationMemory:
 
     def retriever_scores(self, name: str, units: UnitSet, query: ProcessedQuery,
                          config: RetrievalConfig) -> np.ndarray:
-        key = (name, id(units), query, _score_key(name, config))
-        if key not in self._scores:
-            self._scores[key] = self.retrievers[name].scores(units, query, config)
-        return self._scores[key]
+        setting = (name, id(units), _score_key(name, config))
+        if setting not in self._scores:
+            self._scores[setting] = {}
+        by_query = self._scores[setting]
+        if query not in by_query:
+            by_query[query] = self.retrievers[name].scores(units, query, config)
+        return by_query[query]
 
 
 def _score_key(name: str, config: RetrievalConfig) -> tuple:
@@ -206,6 +215,13 @@ class MemorySystem:
             self._judge = LLMJudge(LLMClient(LLMSettings(**self._llm_spec.judge),
                                              cache=ResponseCache()))
         return self._judge
+
+    def embedding_counters(self) -> dict[str, int]:
+        """Texts the embedding cache served (hits) and the model embedded (misses), so far."""
+        embedder = self._retrievers["dense"].embedder
+        if embedder is None:
+            return {"hits": 0, "misses": 0}
+        return {"hits": embedder.hits, "misses": embedder.misses}
 
     # Evaluation ----------------------------------------------------------------------------
     def evaluate(self, config: RetrievalConfig, question_ids: Iterable[str] | None = None,

@@ -1,0 +1,1 @@
+"""Benchmarks of memevolve itself: search efficiency, evaluation throughput, scale."""

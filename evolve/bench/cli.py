@@ -1,0 +1,263 @@
+"""`memevolve bench search|eval|scale`: the measurements behind the README's Results section."""
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from benchmarks.errors import MemevolveError
+from evolve.console import console, table, user_errors
+
+bench_app = typer.Typer(help="Benchmarks of memevolve itself: search efficiency against other "
+                        "strategies, evaluation throughput, scale on LongMemEval.",
+                        no_args_is_help=True)
+
+DbOpt = typer.Option(Path("runs/bench.duckdb"), "--db", help="The DuckDB run store for the "
+                     "bench tables (a store made before them needs a new file).")
+OutOpt = typer.Option(Path("runs/bench"), "--out", help="Folder for the PNG and the markdown "
+                      "tables (with the command that produced them).")
+SmokeOpt = typer.Option(False, "--smoke", help="Tiny sizes that run in seconds (what the tests "
+                        "and CI run); the numbers mean nothing.")
+#: The tiny synthetic benchmark of `bench search --smoke`.
+SMOKE_SYNTHETIC = {"conversations": 5, "sessions": 3, "turns": 8, "questions": 6}
+
+
+def _ints(text: str, option: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise MemevolveError(f"{option} '{text}' is not a comma-separated list of whole "
+                             f"numbers. Fix: e.g. {option} 30,60.") from None
+    if not values:
+        raise MemevolveError(f"{option} is empty. Fix: e.g. {option} 30,60.")
+    return values
+
+
+def _workers(text: str) -> list[int]:
+    cores = os.cpu_count() or 1
+    out = []
+    for value in text.split(","):
+        value = value.strip()
+        if value == "all":
+            out.append(cores)
+        elif value.isdigit():
+            out.append(int(value))
+        else:
+            raise MemevolveError(f"--workers '{text}': '{value}' is neither a count nor 'all'. "
+                                 "Fix: e.g. --workers 1,all (0 = in this process).")
+    return out
+
+
+def _open_store(db: Path):
+    from evolve.store import RunStore
+
+    store = RunStore(db)
+    found = {r["table_name"] for r in store.query(
+        "SELECT table_name FROM duckdb_tables() WHERE starts_with(table_name, 'bench_')")}
+    if not {"bench_search", "bench_summary", "bench_throughput", "bench_scale"} <= found:
+        store.close()
+        raise MemevolveError(f"{db}: a run store made before the bench tables existed. Fix: "
+                             "pass --db with a new file (the default is runs/bench.duckdb).")
+    return store
+
+
+def _bench_id(kind: str) -> str:
+    return f"bench-{kind}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+
+
+def _write_markdown(out: Path, name: str, command: str, body: str) -> Path:
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{name}.md"
+    path.write_text(f"```bash\n{command}\n```\n\n{body}\n")
+    return path
+
+
+def _quote(value: object) -> str:
+    text = str(value)
+    return f"'{text}'" if any(c in text for c in " \t'\"") else text
+
+
+# search -------------------------------------------------------------------------------------
+@bench_app.command("search")
+@user_errors
+def search_command(
+    benchmark: str = typer.Option("locomo", "--benchmark", "-b", help="locomo, longmemeval, "
+                                  "membench or synthetic."),
+    data: Optional[Path] = typer.Option(None, "--data", help="Benchmark file (default: the "
+                                        "fetched copy)."),
+    split: str = typer.Option("default", help="Split (LoCoMo default: conversations 0-7 dev, "
+                              "8-9 test)."),
+    preset: str = typer.Option("weak", help="Start config of every strategy."),
+    strategies: str = typer.Option("memevolve,optuna-tpe,random,hill-climber",
+                                   help="Comma-separated strategies."),
+    budgets: Optional[str] = typer.Option(None, help="Dev evaluations per run, comma-separated "
+                                          "(default 30,60; smoke 6)."),
+    seeds: Optional[str] = typer.Option(None, help="Seeds, comma-separated (default 0,1,2; "
+                                        "smoke 0,1)."),
+    candidates: Optional[int] = typer.Option(None, help="memevolve's candidates per round "
+                                             "(default 4; smoke 2)."),
+    max_context_tokens: int = typer.Option(1000, "--max-context-tokens",
+                                           help="Cap on the context budget, for all."),
+    workers: Optional[int] = typer.Option(None, help="Ray workers (default: one per core; "
+                                          "0 = in this process)."),
+    db: Path = DbOpt, out: Path = OutOpt, smoke: bool = SmokeOpt,
+) -> None:
+    """memevolve's loop against Optuna TPE, random search and a hill-climber at equal budgets
+    of dev evaluations; every choice scored once on test."""
+    from benchmarks import load_benchmark
+    from benchmarks.splits import make_split
+    from evolve.bench.search import SearchSetup, run_search, summary, summary_markdown
+    from evolve.evaluation import Evaluator
+
+    names = [s.strip() for s in strategies.split(",") if s.strip()]
+    budget_list = _ints(budgets or ("6" if smoke else "30,60"), "--budgets")
+    seed_list = _ints(seeds or ("0,1" if smoke else "0,1,2"), "--seeds")
+    per_round = candidates or (2 if smoke else 4)
+    if smoke:
+        benchmark, data = "synthetic", None
+    bench = load_benchmark(benchmark, data, **(SMOKE_SYNTHETIC if smoke else {}))
+    the_split = make_split(bench, split)
+    run_id = _bench_id("search")
+    # memevolve's own run stores stay beside the table, for 'memevolve report RUN --db FILE'.
+    setup = SearchSetup(bench, the_split, preset=preset, max_context_tokens=max_context_tokens,
+                        candidates=per_round, keep_runs=out / run_id)
+    command = " ".join(["memevolve bench search", *(["--smoke"] if smoke else
+                        ["-b", benchmark] + (["--data", _quote(data)] if data else [])),
+                        "--split", split, "--preset", preset, "--strategies", ",".join(names),
+                        "--budgets", ",".join(map(str, budget_list)),
+                        "--seeds", ",".join(map(str, seed_list)),
+                        "--candidates", str(per_round),
+                        "--max-context-tokens", str(max_context_tokens)]
+                       + (["--workers", str(workers)] if workers is not None else []))
+    store = _open_store(db)
+    try:
+        store.create_run(run_id, "bench", bench, the_split, {
+            "command": command, "strategies": names, "budgets": budget_list,
+            "seeds": seed_list, "preset": preset, "candidates": per_round,
+            "max_context_tokens": max_context_tokens, "workers": workers})
+        with Evaluator(bench, workers=workers) as evaluator:
+            result = run_search(store, setup, evaluator, strategies=names, budgets=budget_list,
+                                seeds=seed_list, run_id=run_id, out=out,
+                                report=lambda line: console.print(line))
+        store.finish_run(run_id, "done")
+        rows = summary(store, run_id)
+    finally:
+        store.close()
+    console.print(table(
+        f"{bench.name}: {len(seed_list)} seeds, dev {len(setup.dev_ids)} / test "
+        f"{len(setup.test_ids)} questions, objective {setup.objective} (run {run_id})",
+        ["strategy", "budget", "evals", "best dev", "test", "dev-test", "AUC", "wall s"],
+        [[r["strategy"], r["budget"], round(r["evaluations"]),
+          f"{r['dev_mean']:.4f} ± {r['dev_sd']:.4f}", f"{r['test_mean']:.4f} ± "
+          f"{r['test_sd']:.4f}", f"{r['gap_mean']:+.4f}", r["auc_mean"], r["wall_mean"]]
+         for r in rows]))
+    path = _write_markdown(out, "search", command, summary_markdown(rows))
+    console.print(f"table {path}")
+    if result.plot:
+        console.print(f"plot {result.plot}")
+
+
+# eval ---------------------------------------------------------------------------------------
+@bench_app.command("eval")
+@user_errors
+def eval_command(
+    datasets: Optional[str] = typer.Option(None, help="Comma-separated: locomo, synthetic-10k, "
+                                           "synthetic-100k (default all three; smoke "
+                                           "synthetic-smoke)."),
+    data: Optional[Path] = typer.Option(None, "--data", help="LoCoMo file (default: the "
+                                        "fetched copy)."),
+    workers: Optional[str] = typer.Option(None, help="Worker counts, comma-separated; 'all' = "
+                                          "one per core, 0 = in-process (default 1,all; "
+                                          "smoke 0)."),
+    db: Path = DbOpt, out: Path = OutOpt, smoke: bool = SmokeOpt,
+) -> None:
+    """Evaluation throughput (questions/s, configs/s, cache reuse, peak memory), cold and warm,
+    8 configs at once."""
+    from evolve.bench.throughput import dataset, measure_throughput, throughput_markdown
+
+    names = [d.strip() for d in (datasets or ("synthetic-smoke" if smoke else
+                                              "locomo,synthetic-10k,synthetic-100k")).split(",")]
+    counts = _workers(workers or ("0" if smoke else "1,all"))
+    chosen = [dataset(n, str(data) if data else None) for n in names]
+    command = " ".join(["memevolve bench eval", *(["--smoke"] if smoke else []),
+                        "--datasets", ",".join(names), "--workers", workers or
+                        ("0" if smoke else "1,all")] + (["--data", _quote(data)] if data else []))
+    run_id = _bench_id("eval")
+    store = _open_store(db)
+    try:
+        rows = measure_throughput(chosen, counts, report=lambda line: console.print(line))
+        with store.transaction():
+            store.insert_rows("bench_throughput", [{"run_id": run_id, **r} for r in rows])
+    finally:
+        store.close()
+    console.print(table(f"evaluation throughput, 8 configs at once (run {run_id})",
+                        ["dataset", "turns", "questions", "workers", "phase", "questions/s",
+                         "configs/s", "reuse", "embed hits", "embed misses", "tree MiB",
+                         "wall s"],
+                        [[r["dataset"], r["n_turns"], r["n_questions"], r["workers"],
+                          r["phase"], round(r["questions_per_s"]), r["configs_per_s"],
+                          r["store_reuse"], r["embed_hits"], r["embed_misses"],
+                          round(r["tree_rss_mb"]), r["wall_s"]] for r in rows]))
+    for note in sorted({f"{r['dataset']}: {r['note']}" for r in rows if r["note"]}):
+        console.print(note)
+    path = _write_markdown(out, "eval", command, throughput_markdown(rows))
+    console.print(f"table {path}")
+
+
+# scale --------------------------------------------------------------------------------------
+@bench_app.command("scale")
+@user_errors
+def scale_command(
+    data: Optional[Path] = typer.Option(None, "--data", help="LongMemEval file, oracle or S "
+                                        "(default: the fetched oracle)."),
+    variant: Optional[str] = typer.Option(None, help="oracle, s or m (inferred)."),
+    limit: Optional[int] = typer.Option(None, help="Only the first N questions (S: cold "
+                                        "embedding is ~500 turns per question)."),
+    workers: Optional[int] = typer.Option(None, help="Ray workers of the evaluation stages "
+                                          "(default: one per core; 0 = in this process)."),
+    db: Path = DbOpt, out: Path = OutOpt, smoke: bool = SmokeOpt,
+) -> None:
+    """LongMemEval: per-question index build, embedding cold and cached, evaluation time."""
+    from benchmarks import load_benchmark
+    from benchmarks.splits import make_split
+    from evolve.bench.scale import first_questions, measure_scale, scale_markdown
+
+    limit = limit if limit is not None else (5 if smoke else None)
+    workers = workers if workers is not None else (0 if smoke else None)
+    full = load_benchmark("longmemeval", data, variant=variant)
+    bench = first_questions(full, limit)
+    command = " ".join(["memevolve bench scale", *(["--smoke"] if smoke else [])]
+                       + (["--data", _quote(data)] if data else [])
+                       + (["--variant", variant] if variant else [])
+                       + (["--limit", str(limit)] if limit is not None and not smoke else [])
+                       + (["--workers", str(workers)] if workers is not None and not smoke
+                          else []))
+    run_id = _bench_id("scale")
+    store = _open_store(db)
+    try:
+        store.create_run(run_id, "bench", bench, make_split(bench, "all"),
+                         {"command": command, "limit": limit, "workers": workers})
+        with tempfile.TemporaryDirectory(prefix="memevolve-scale-") as cache_dir:
+            rows = measure_scale(bench, Path(cache_dir), workers=workers,
+                                 report=lambda line: console.print(line))
+        with store.transaction():
+            store.insert_rows("bench_scale", [{"run_id": run_id,
+                                               "benchmark_key": bench.key, **r} for r in rows])
+        store.finish_run(run_id, "done")
+    finally:
+        store.close()
+    turns = sum(len(c.turns) for c in bench.conversations)
+    console.print(table(f"LongMemEval {bench.variant}: {len(bench.questions)} questions, "
+                        f"{turns} turns (run {run_id})",
+                        ["stage", "n", "total s", "mean ms", "p50 ms", "p95 ms", "max ms",
+                         "texts", "cache hits"],
+                        [[r["stage"], r["n"], r["total_s"], r["mean_ms"], r["p50_ms"],
+                          r["p95_ms"], r["max_ms"], r["texts"], r["cache_hits"]]
+                         for r in rows]))
+    path = _write_markdown(out, "scale", command, scale_markdown(rows, bench))
+    console.print(f"table {path}")

@@ -1,0 +1,436 @@
+"""Search efficiency head to head: memevolve's guarded loop, Optuna TPE, random search and an
+elitist hill-climber, at equal budgets of dev evaluations, each final choice scored once on test."""
+from __future__ import annotations
+
+import math
+import random
+import statistics
+import time
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Sequence
+
+import optuna
+
+from benchmarks.errors import MemevolveError
+from evolve.evaluation import Evaluator, evaluate_configs
+from search_space.dimensions import DIMENSIONS, DIMENSIONS_BY_NAME
+from search_space.optuna_space import distributions
+
+if TYPE_CHECKING:
+    from benchmarks.model import Benchmark
+    from benchmarks.splits import Split
+    from evolve.store import RunStore
+    from search_space.config import RetrievalConfig
+
+STRATEGIES = ("memevolve", "optuna-tpe", "random", "hill-climber")
+
+
+@dataclass(frozen=True)
+class SearchSetup:
+    """What every strategy shares: benchmark, split, start preset, objective and token cap."""
+
+    benchmark: Benchmark
+    split: Split
+    preset: str = "weak"
+    objective: str = "recall_in_context"
+    max_context_tokens: int = 1000
+    #: memevolve's candidates per round (the others evaluate one config at a time).
+    candidates: int = 4
+    #: Keeps memevolve's own run stores (one per run) for `memevolve report`; None: discarded.
+    keep_runs: Path | None = None
+
+    @cached_property
+    def start(self) -> RetrievalConfig:
+        """The preset as memevolve's loop starts from it (context budget within the cap)."""
+        from evolve.evolution import EvolveSettings, start_config
+
+        return start_config(EvolveSettings(preset=self.preset,
+                                           max_context_tokens=self.max_context_tokens))
+
+    @cached_property
+    def dev_ids(self) -> list[str]:
+        return [q.id for q in self.split.questions(self.benchmark, "dev")]
+
+    @cached_property
+    def test_ids(self) -> list[str]:
+        return [q.id for q in self.split.questions(self.benchmark, "test")]
+
+
+@dataclass
+class Trace:
+    """One (strategy, seed, budget) run: every dev evaluation in order, the choice and its test
+    score."""
+
+    strategy: str
+    seed: int
+    budget: int
+    config_hashes: list[str] = field(default_factory=list)
+    dev_scores: list[float] = field(default_factory=list)
+    best_so_far: list[float] = field(default_factory=list)
+    choice: RetrievalConfig | None = None
+    choice_dev: float = math.nan
+    test_score: float = math.nan
+    wall_s: float = 0.0
+
+    @property
+    def gap(self) -> float:
+        return self.choice_dev - self.test_score
+
+    @property
+    def auc(self) -> float:
+        """Area under the best-so-far curve over the whole budget, divided by the budget; a run
+        that stopped early keeps its last value to the end."""
+        if not self.best_so_far:
+            return math.nan
+        padded = self.best_so_far + [self.best_so_far[-1]] * (self.budget - len(self.best_so_far))
+        return sum(padded) / self.budget
+
+
+def search_dimensions() -> list[str]:
+    """The space every strategy searches: all dimensions but the answerer (fixed to extractive)
+    and those that only matter with an answering LLM."""
+    return [d.name for d in DIMENSIONS if d.name != "answerer" and not d.needs_llm]
+
+
+class DevBudget:
+    """Dev evaluations against a fixed budget, the start config being the first. A config seen
+    before in this run is served from the run's own memo (no wall time) but still counts, as it
+    would for a user paying per evaluation."""
+
+    def __init__(self, setup: SearchSetup, evaluator: Evaluator, trace: Trace) -> None:
+        self.setup = setup
+        self.evaluator = evaluator
+        self.trace = trace
+        self._dev_ids = setup.dev_ids
+        self._memo: dict[str, float] = {}
+
+    @property
+    def remaining(self) -> int:
+        return self.trace.budget - len(self.trace.dev_scores)
+
+    def evaluate(self, config: RetrievalConfig, *, incumbent_after: Callable[[float], float]
+                 ) -> float:
+        """Score one config on dev; ``incumbent_after`` maps its score to the dev score of what
+        the strategy would return after seeing it (its best-so-far point)."""
+        if self.remaining <= 0:
+            raise MemevolveError(f"{self.trace.strategy} asked for evaluation "
+                                 f"{self.trace.budget + 1} of a budget of {self.trace.budget}.")
+        key = config.config_hash
+        if key not in self._memo:
+            result = evaluate_configs(self.evaluator, [config], self._dev_ids, part="dev",
+                                      objective=self.setup.objective)[0]
+            self._memo[key] = _score(result.score)
+        score = self._memo[key]
+        self.trace.config_hashes.append(key)
+        self.trace.dev_scores.append(score)
+        self.trace.best_so_far.append(incumbent_after(score))
+        return score
+
+
+Strategy = Callable[[SearchSetup, Evaluator, int, int], Trace]
+_STRATEGY_FUNCTIONS: dict[str, Strategy] = {}
+
+
+def _strategy(name: str) -> Callable[[Strategy], Strategy]:
+    def register(function: Strategy) -> Strategy:
+        _STRATEGY_FUNCTIONS[name] = function
+        return function
+
+    return register
+
+
+def run_strategy(name: str, setup: SearchSetup, evaluator: Evaluator, budget: int,
+                 seed: int) -> Trace:
+    """One run of a strategy: at most ``budget`` dev evaluations, then its choice once on test."""
+    if name not in _STRATEGY_FUNCTIONS:
+        raise MemevolveError(f"unknown strategy '{name}'. Fix: use one of {', '.join(STRATEGIES)}.")
+    if budget < 1:
+        raise MemevolveError(f"budget {budget} is below 1. Fix: pass budgets of at least 1 "
+                             "evaluation (the start config is the first).")
+    began = time.perf_counter()
+    trace = _STRATEGY_FUNCTIONS[name](setup, evaluator, budget, seed)
+    if name != "memevolve" and setup.test_ids:
+        assert trace.choice is not None
+        trace.test_score = _score(evaluate_configs(evaluator, [trace.choice], setup.test_ids,
+                                                   part="test", objective=setup.objective)[0].score)
+    trace.wall_s = time.perf_counter() - began
+    return trace
+
+
+@_strategy("memevolve")
+def _memevolve(setup: SearchSetup, evaluator: Evaluator, budget: int, seed: int) -> Trace:
+    """evolve() itself (rules diagnoser, bootstrap guard, Optuna exploration) in a store of its
+    own, so that no strategy reuses another run's outcomes; convergence is set beyond reach so
+    that it, like the others, spends the whole budget."""
+    import tempfile
+
+    from evolve.evolution import EvolveSettings, evolve
+    from evolve.store import RunStore
+
+    settings = EvolveSettings(
+        benchmark=setup.benchmark.name, split=setup.split.name, split_seed=setup.split.seed,
+        preset=setup.preset, objective=setup.objective, max_context_tokens=setup.max_context_tokens,
+        candidates=setup.candidates, max_rounds=budget, converge_after=budget,
+        max_evaluations=budget, seed=seed, workers=evaluator.workers)
+    with tempfile.TemporaryDirectory(prefix="memevolve-bench-") as scratch:
+        folder = setup.keep_runs or Path(scratch)
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"memevolve-b{budget}-s{seed}.duckdb"
+        path.unlink(missing_ok=True)
+        with RunStore(path) as store:
+            outcome = evolve(store, settings, evaluator=evaluator)
+            trace = _memevolve_trace(store, outcome.run_id, budget, seed)
+    trace.choice = outcome.best.config
+    trace.choice_dev = _score(outcome.best.score)
+    trace.test_score = _score(outcome.test_best.score if outcome.test_best else None)
+    return trace
+
+
+def _memevolve_trace(store: RunStore, run_id: str, budget: int, seed: int) -> Trace:
+    """Rebuild the per-evaluation curve from the run's rounds: a round's candidates are judged
+    together, so the incumbent moves only with the last evaluation of its round."""
+    trace = Trace("memevolve", seed, budget)
+    rounds = store.query("SELECT round, incumbent_hash, incumbent_score FROM rounds "
+                         "WHERE run_id = ? ORDER BY round", [run_id])
+    candidates = store.query("SELECT round, config_hash, dev_score FROM candidates "
+                             "WHERE run_id = ? ORDER BY round, candidate", [run_id])
+    incumbent = rounds[0]["incumbent_score"]
+    trace.config_hashes.append(rounds[0]["incumbent_hash"])
+    trace.dev_scores.append(incumbent)
+    trace.best_so_far.append(incumbent)
+    after = {r["round"]: r["incumbent_score"] for r in rounds}
+    for i, cand in enumerate(candidates):
+        last_of_round = i + 1 == len(candidates) or candidates[i + 1]["round"] != cand["round"]
+        if last_of_round:
+            incumbent = after[cand["round"]]
+        trace.config_hashes.append(cand["config_hash"])
+        trace.dev_scores.append(_score(cand["dev_score"]))
+        trace.best_so_far.append(incumbent)
+    return trace
+
+
+def _optuna_search(sampler: optuna.samplers.BaseSampler, name: str, setup: SearchSetup,
+                   evaluator: Evaluator, budget: int, seed: int) -> Trace:
+    """Ask/tell over every searchable dimension; the start config is the enqueued first trial."""
+    names = search_dimensions()
+    dists = distributions(names, setup.max_context_tokens)
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+    study.enqueue_trial({n: getattr(setup.start, n) for n in names})
+    trace = Trace(name, seed, budget)
+    dev = DevBudget(setup, evaluator, trace)
+    best: tuple[float, RetrievalConfig] | None = None
+    while dev.remaining:
+        trial = study.ask(dists)
+        config = setup.start.with_values(trial.params)
+        score = dev.evaluate(config, incumbent_after=lambda s: max(s, best[0] if best else s))
+        study.tell(trial, score)
+        if best is None or score > best[0]:
+            best = (score, config)
+    assert best is not None
+    trace.choice_dev, trace.choice = best
+    return trace
+
+
+@_strategy("optuna-tpe")
+def _tpe(setup: SearchSetup, evaluator: Evaluator, budget: int, seed: int) -> Trace:
+    return _optuna_search(optuna.samplers.TPESampler(seed=seed), "optuna-tpe", setup, evaluator,
+                          budget, seed)
+
+
+@_strategy("random")
+def _random(setup: SearchSetup, evaluator: Evaluator, budget: int, seed: int) -> Trace:
+    return _optuna_search(optuna.samplers.RandomSampler(seed=seed), "random", setup, evaluator,
+                          budget, seed)
+
+
+@_strategy("hill-climber")
+def _hill_climber(setup: SearchSetup, evaluator: Evaluator, budget: int, seed: int) -> Trace:
+    """EvolveMem's default: mutate 1-2 random dimensions of the incumbent, keep the mutant if
+    its dev mean is higher at all; no significance test, no held-out check."""
+    rng = random.Random(seed)
+    names = search_dimensions()
+    dists = distributions(names, setup.max_context_tokens)
+    trace = Trace("hill-climber", seed, budget)
+    dev = DevBudget(setup, evaluator, trace)
+    incumbent = setup.start
+    best = dev.evaluate(incumbent, incumbent_after=lambda s: s)
+    while dev.remaining:
+        mutated = rng.sample(names, rng.choice((1, 2)))
+        candidate = incumbent.with_values(
+            {n: mutate(dists[n], getattr(incumbent, n), rng) for n in mutated})
+        score = dev.evaluate(candidate, incumbent_after=lambda s: max(s, best))
+        if score > best:
+            incumbent, best = candidate, score
+    trace.choice, trace.choice_dev = incumbent, best
+    return trace
+
+
+def mutate(dist: optuna.distributions.BaseDistribution, current: Any, rng: random.Random) -> Any:
+    """A value drawn uniformly (log-uniformly for log dimensions) from ``dist``, other than
+    ``current`` whenever the distribution allows another."""
+    for _ in range(20):
+        value = sample(dist, rng)
+        if value != current:
+            return value
+    return value
+
+
+def sample(dist: optuna.distributions.BaseDistribution, rng: random.Random) -> Any:
+    if isinstance(dist, optuna.distributions.CategoricalDistribution):
+        return rng.choice(dist.choices)
+    low, high = dist.low, dist.high  # type: ignore[attr-defined]
+    draw = math.exp(rng.uniform(math.log(low), math.log(high))) if dist.log else \
+        rng.uniform(low, high)  # type: ignore[attr-defined]
+    if isinstance(dist, optuna.distributions.IntDistribution):
+        return min(high, max(low, int(round(draw))))
+    return draw
+
+
+def _score(value: float | None) -> float:
+    return math.nan if value is None else float(value)
+
+
+# The head-to-head run ----------------------------------------------------------------------
+@dataclass
+class SearchReport:
+    run_id: str
+    traces: list[Trace]
+    plot: Path | None
+
+
+def run_search(store: RunStore, setup: SearchSetup, evaluator: Evaluator, *,
+               strategies: Sequence[str], budgets: Sequence[int], seeds: Sequence[int],
+               run_id: str, out: Path | None,
+               report: Callable[[str], None] = lambda line: None) -> SearchReport:
+    """Every strategy x budget x seed on one warm evaluator; rows to DuckDB, curves to a PNG.
+
+    Wall times exclude a warm-up that builds what any strategy may need (see warm_up), and the
+    order of the strategies rotates with the seed: the in-memory retrieval caches outlive a
+    run, so no strategy should always be the one that fills them. Stored outcomes are never
+    shared between runs.
+    """
+    for name in strategies:
+        if name not in STRATEGIES:
+            raise MemevolveError(f"unknown strategy '{name}'. Fix: use one of "
+                                 f"{', '.join(STRATEGIES)}.")
+    warm_up(setup, evaluator)
+    traces: list[Trace] = []
+    for budget in budgets:
+        for seed in seeds:
+            shift = seed % len(strategies)
+            for name in list(strategies[shift:]) + list(strategies[:shift]):
+                trace = run_strategy(name, setup, evaluator, budget, seed)
+                _store_trace(store, run_id, trace)
+                traces.append(trace)
+                report(f"{name} budget {budget} seed {seed}: {len(trace.dev_scores)} "
+                       f"evaluations, best dev {trace.choice_dev:.4f}, test "
+                       f"{trace.test_score:.4f}, {trace.wall_s:.1f}s")
+    plot = write_curves(traces, out / "search_curves.png", setup) if out else None
+    return SearchReport(run_id, traces, plot)
+
+
+def warm_up(setup: SearchSetup, evaluator: Evaluator) -> None:
+    """Evaluate the start config, and the strong preset with every kind of memory unit, on dev
+    and test: every unit set and dense index a strategy may ask for exists afterwards, and its
+    texts are in the embedding cache (on disk: a rerun skips the embedding)."""
+    from search_space.config import load_preset
+
+    window = DIMENSIONS_BY_NAME["window_size"]
+    units = [{"unit": u} for u in DIMENSIONS_BY_NAME["unit"].choices if u != "window"] + [
+        {"unit": "window", "window_size": w}
+        for w in range(int(window.low or 1), int(window.high or 1) + 1)]
+    strong = load_preset("strong")
+    strong = strong.with_values(
+        {"context_budget": min(strong.context_budget, setup.max_context_tokens)})
+    evaluate_configs(evaluator, [setup.start] + [strong.with_values(u) for u in units],
+                     setup.dev_ids + setup.test_ids, part="all", objective=setup.objective)
+
+
+def _store_trace(store: RunStore, run_id: str, trace: Trace) -> None:
+    assert trace.choice is not None
+    with store.transaction():
+        store.register_config(trace.choice)
+        store.insert_rows("bench_search", [
+            {"run_id": run_id, "strategy": trace.strategy, "seed": trace.seed,
+             "budget": trace.budget, "eval_index": i + 1, "config_hash": h,
+             "dev_score": _sql(d), "best_so_far": _sql(b)}
+            for i, (h, d, b) in enumerate(zip(trace.config_hashes, trace.dev_scores,
+                                              trace.best_so_far))])
+        store.insert_rows("bench_summary", [{
+            "run_id": run_id, "strategy": trace.strategy, "seed": trace.seed,
+            "budget": trace.budget, "evaluations": len(trace.dev_scores),
+            "distinct_configs": len(set(trace.config_hashes)),
+            "choice_hash": trace.choice.config_hash, "best_dev": _sql(trace.choice_dev),
+            "test_score": _sql(trace.test_score), "gap": _sql(trace.gap),
+            "auc": _sql(trace.auc), "wall_s": trace.wall_s}])
+
+
+def _sql(value: float) -> float | None:
+    return None if math.isnan(value) else value
+
+
+SUMMARY_SQL = """
+SELECT strategy, budget, count(*) AS seeds, avg(evaluations) AS evaluations,
+       avg(best_dev) AS dev_mean, coalesce(stddev_samp(best_dev), 0) AS dev_sd,
+       avg(test_score) AS test_mean, coalesce(stddev_samp(test_score), 0) AS test_sd,
+       min(test_score) AS test_min, max(test_score) AS test_max,
+       avg(gap) AS gap_mean, avg(auc) AS auc_mean, avg(wall_s) AS wall_mean
+FROM bench_summary WHERE run_id = ?
+GROUP BY strategy, budget
+ORDER BY budget, test_mean DESC
+"""
+
+
+def summary(store: RunStore, run_id: str) -> list[dict[str, Any]]:
+    """Per (strategy, budget): mean and sd over seeds of best dev and test, gap, AUC, wall."""
+    return store.query(SUMMARY_SQL, [run_id])
+
+
+def summary_markdown(rows: list[dict[str, Any]]) -> str:
+    lines = ["| strategy | budget | evals | best dev (mean ± sd) | test (mean ± sd) | "
+             "test min..max | dev − test | AUC | wall s |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r['strategy']} | {r['budget']} | {r['evaluations']:.0f} | "
+                     f"{r['dev_mean']:.4f} ± {r['dev_sd']:.4f} | "
+                     f"{r['test_mean']:.4f} ± {r['test_sd']:.4f} | "
+                     f"{r['test_min']:.4f}..{r['test_max']:.4f} | {r['gap_mean']:+.4f} | "
+                     f"{r['auc_mean']:.4f} | {r['wall_mean']:.1f} |")
+    return "\n".join(lines)
+
+
+def write_curves(traces: list[Trace], path: Path, setup: SearchSetup) -> Path:
+    """Mean best-so-far dev score per evaluation index, one line per strategy, one panel per
+    budget; the band is the min..max over seeds."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    budgets = sorted({t.budget for t in traces})
+    fig, axes = plt.subplots(1, len(budgets), figsize=(6 * len(budgets), 4), squeeze=False)
+    for ax, budget in zip(axes[0], budgets):
+        for name in STRATEGIES:
+            runs = [t for t in traces if t.budget == budget and t.strategy == name]
+            if not runs:
+                continue
+            curves = [t.best_so_far + [t.best_so_far[-1]] * (budget - len(t.best_so_far))
+                      for t in runs]
+            xs = list(range(1, budget + 1))
+            mean = [statistics.fmean(c[i] for c in curves) for i in range(budget)]
+            line, = ax.plot(xs, mean, label=name)
+            ax.fill_between(xs, [min(c[i] for c in curves) for i in range(budget)],
+                            [max(c[i] for c in curves) for i in range(budget)],
+                            color=line.get_color(), alpha=0.15)
+        ax.set_title(f"budget {budget} ({len({t.seed for t in traces})} seeds)")
+        ax.set_xlabel("dev evaluations")
+        ax.set_ylabel(f"best-so-far dev {setup.objective}")
+        ax.legend(loc="lower right", fontsize=8)
+    fig.suptitle(f"{setup.benchmark.name}: search efficiency at equal evaluations")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

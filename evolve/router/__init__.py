@@ -1,0 +1,1 @@
+"""The budget-tier router: tiers -> logged outcomes -> features -> policy -> frontier."""
