@@ -117,7 +117,8 @@ class _MaybeLocalLLM:
         if self.enabled:
             from evolve.local_llm import LocalLLMServer
 
-            self.server = LocalLLMServer().__enter__()
+            # The LLM diagnoser's prompt is ~2.6k tokens: the default 2k context would refuse it.
+            self.server = LocalLLMServer(n_ctx=8192).__enter__()
         return self.server
 
     def __exit__(self, *exc: object) -> None:

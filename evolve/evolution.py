@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -97,8 +98,12 @@ def start_config(settings: EvolveSettings) -> RetrievalConfig:
 
 
 def evolve(store: RunStore, settings: EvolveSettings | None = None, *, resume: str | None = None,
-           report: Reporter = lambda line: None, progress: bool = False) -> RunOutcome:
-    """Run (or resume) an evolution and evaluate the best config once on the test split."""
+           report: Reporter = lambda line: None, progress: bool = False,
+           evaluator: Evaluator | None = None) -> RunOutcome:
+    """Run (or resume) an evolution and evaluate the best config once on the test split.
+
+    An ``evaluator`` given (and left open) runs it on that evaluator's benchmark, indexes warm:
+    `memevolve bench search` shares one across strategies and seeds."""
     began = time.perf_counter()
     if resume is not None:
         run = store.run(resume)
@@ -114,8 +119,14 @@ def evolve(store: RunStore, settings: EvolveSettings | None = None, *, resume: s
     if settings.diagnoser not in DIAGNOSERS:
         raise MemevolveError(f"unknown diagnoser '{settings.diagnoser}'. Fix: use one of "
                              f"{', '.join(sorted(DIAGNOSERS))}.")
-    benchmark = load_benchmark(settings.benchmark, settings.data, variant=settings.variant,
-                               **settings.benchmark_options)
+    if evaluator is not None:
+        benchmark = evaluator.benchmark
+        if benchmark.name != settings.benchmark:
+            raise MemevolveError(f"the evaluator holds {benchmark.name} but the settings name "
+                                 f"{settings.benchmark}. Fix: pass an evaluator of that benchmark.")
+    else:
+        benchmark = load_benchmark(settings.benchmark, settings.data, variant=settings.variant,
+                                   **settings.benchmark_options)
     if resume is not None:
         run = store.run(run_id)
         split = Split(name=run["split_name"], seed=run["split_seed"],
@@ -136,8 +147,9 @@ def evolve(store: RunStore, settings: EvolveSettings | None = None, *, resume: s
         {"model": settings.diagnoser_model} if settings.diagnoser == "llm" else {}))
     llm = LLMSpec(answer=settings.answer_model, judge=settings.judge_model)
 
-    with Evaluator(benchmark, workers=settings.workers, embedder=EmbedderSpec(), llm=llm,
-                   progress=progress) as evaluator:
+    with nullcontext(evaluator) if evaluator is not None else \
+            Evaluator(benchmark, workers=settings.workers, embedder=EmbedderSpec(), llm=llm,
+                      progress=progress) as evaluator:
         def evaluate(configs: list[RetrievalConfig], ids: list[str], part: str):
             return evaluate_configs(evaluator, configs, ids, part=part,
                                     objective=settings.objective, store=store, run_id=run_id)
@@ -198,6 +210,9 @@ def _round(store: RunStore, run_id: str, settings: EvolveSettings, state: _State
         _finish(store, run_id, state, "converged", "no untried admissible edit is left",
                 settings.seed, notes=context.notes)
         return "converged"
+    if settings.max_evaluations is not None:
+        # The last round evaluates only what the budget has left: it is never overshot.
+        proposals = proposals[:settings.max_evaluations - state.evaluations]
     configs = [p.apply(state.incumbent) for p in proposals]
     results = evaluate(configs, dev_ids, "dev")
     state.evaluations += len(results)

@@ -13,7 +13,8 @@ from benchmarks.errors import MemevolveError
 from benchmarks.splits import make_split
 from evolve.diagnosers import DIAGNOSERS
 from evolve.diagnosers.base import Attempt, DiagnosisContext, Edit
-from evolve.diagnosers.llm import LLMDiagnoser, SAMPLE_SIZE, build_prompt, stratified_sample
+from evolve.diagnosers.llm import (LLMDiagnoser, SAMPLE_SIZE, diagnosis_messages,
+                                   stratified_sample)
 from evolve.diagnosers.rules import RulesDiagnoser, failure_buckets
 from evolve.evaluation import Evaluator, evaluate_configs
 from evolve.evolution import EvolveSettings, evolve
@@ -111,6 +112,14 @@ def diagnoser(cache_dir) -> LLMDiagnoser:
     return LLMDiagnoser(MODEL)
 
 
+def prompt(context: DiagnosisContext) -> str:
+    return "\n".join(m["content"] for m in diagnosis_messages(context))
+
+
+def sampled(context: DiagnosisContext) -> list[str]:
+    return [line for line in prompt(context).splitlines() if line.startswith("### ")]
+
+
 def diagnose_calls(store: RunStore) -> list[dict]:
     return store.query("SELECT * FROM llm_calls WHERE run_id = ? AND purpose = 'diagnose'",
                        [RUN_ID])
@@ -142,6 +151,14 @@ def test_valid_reply_becomes_validated_proposals(provider, diagnoser, make_conte
     assert proposals[1].rationale == "temporal questions miss their dates"
     assert all(context.admissible(p) is not None for p in proposals)
     assert context.notes == [] and context.new_dimensions == []
+
+
+def test_a_json_object_without_proposals_is_sent_back_for_repair(provider, diagnoser,
+                                                                 make_context):
+    provider.replies = ['{"answer": "raise top_k"}', reply(proposal(("top_k", 8, None)))]
+    proposals = diagnoser.propose(make_context())
+    assert len(provider.requests) == 2 and [p.edits for p in proposals] == [(Edit("top_k", 8),)]
+    assert "proposals" in provider.requests[1]["messages"][-1]["content"]
 
 
 def test_values_are_normalised_to_the_dimension_type(provider, diagnoser, make_context):
@@ -215,7 +232,8 @@ def test_new_dimensions_are_recorded_not_executed(provider, diagnoser, make_cont
     assert diagnoser.propose(context) == []
     assert context.new_dimensions == [wanted]
     assert "recency_decay" not in DIMENSIONS_BY_NAME
-    assert context.notes == ["llm new dimension 'top_k' ignored: already in the space"]
+    assert context.notes == ["llm new dimension 'top_k' ignored: already in the space",
+                             "llm reply held no proposals"]
 
 
 # --- failures fall back to the rules diagnoser ---------------------------------------------------
@@ -263,7 +281,8 @@ def test_failed_calls_are_stored_too(provider, diagnoser, make_context, store):
 
 
 def test_round_budget_counts_the_diagnoser_tokens(provider, tmp_path):
-    provider.replies = [reply(proposal(("top_k", 8, None)), proposal(("bm25_stemming", True, None)))]
+    provider.replies = [reply(proposal(("top_k", 8, None)),
+                              proposal(("bm25_stemming", True, None)))]
     settings = EvolveSettings(benchmark="synthetic", benchmark_options=SYNTHETIC, split="all",
                               diagnoser="llm", diagnoser_model=MODEL, max_rounds=1, candidates=2,
                               workers=0)
@@ -284,41 +303,70 @@ def test_round_budget_counts_the_diagnoser_tokens(provider, tmp_path):
 
 def test_prompt_shows_buckets_space_config_and_history(make_context):
     context = make_context()
-    prompt = build_prompt(context)
+    text = prompt(context)
     for row in failure_buckets(context):
-        assert f"{row['category']} | {row['bucket']} | {row['n']} |" in prompt
-    assert space_documentation() in prompt
-    assert "- top_k = 3" in prompt
-    assert "- round 1, rules: top_k=8 -> delta +0.0125, rejected" in prompt
-    assert "<= 1000 tokens" in prompt and "at most 3 proposals" in prompt
+        assert f"{row['category']} | {row['bucket']} | {row['n']} |" in text
+    assert space_documentation() in text
+    assert "- top_k = 3" in text
+    assert "- round 1, rules: top_k=8 -> delta +0.0125, rejected" in text
+    assert "<= 1000 tokens" in text and "at most 3 proposals" in text
 
 
 def test_prompt_shows_sampled_failures_with_their_text(make_context, benchmark):
-    prompt = build_prompt(make_context())
-    shown = [line.split()[1] for line in prompt.splitlines() if line.startswith("### ")]
+    context = make_context()
+    shown = [line.split()[1] for line in sampled(context)]
     assert len(shown) == SAMPLE_SIZE
-    first = benchmark.questions[[q.id for q in benchmark.questions].index(shown[0])]
+    first = next(q for q in benchmark.questions if q.id == shown[0])
     evidence = first.evidence[0]
     text = unit_text(benchmark.conversation_by_id[first.conversation_id], evidence)
-    assert f"- {evidence}: {text}" in prompt
+    assert f"- {evidence}: {text}" in prompt(context)
 
 
-def test_prompt_is_identical_for_the_same_seed_and_round(make_context, diagnoser):
-    assert diagnoser.messages(make_context()) == diagnoser.messages(make_context())
+def test_history_abbreviates_an_attempt_of_many_edits(make_context):
+    names = ("bm25_b", "bm25_k1", "dense_weight", "mmr_lambda", "structured_weight")
+    explored = [{"field": name, "value": 0.123456, "category": None} for name in names]
+    context = make_context(history=[Attempt(1, "optuna", json.dumps(explored), None, "rejected")])
+    assert ("- round 1, optuna: bm25_b=0.123, bm25_k1=0.123, dense_weight=0.123, "
+            "mmr_lambda=0.123 (+1 more) -> delta n/a, rejected") in prompt(context)
 
 
-def test_another_seed_samples_other_failures(make_context):
-    def sampled(context: DiagnosisContext) -> list[str]:
-        return [line for line in build_prompt(context).splitlines() if line.startswith("### ")]
-    assert sampled(make_context(seed=0)) != sampled(make_context(seed=1))
+def test_prompt_is_identical_for_the_same_seed_and_round(make_context):
+    assert diagnosis_messages(make_context()) == diagnosis_messages(make_context())
 
 
-def test_sample_is_stratified_by_category_and_recall_kind(store):
+def test_another_seed_or_round_samples_other_failures(make_context):
+    assert sampled(make_context(seed=1)) != sampled(make_context())
+    assert sampled(make_context(round=3)) != sampled(make_context())
+
+
+def test_what_every_round_shares_comes_first(make_context):
+    first, later = make_context(), make_context(round=3, history=[])
+    assert diagnosis_messages(first)[0] == diagnosis_messages(later)[0]
+    assert space_documentation() in diagnosis_messages(first)[0]["content"]
+
+
+def test_sample_covers_every_category_before_repeating_one(store):
     rows = store.query("SELECT question_id, category, recall_in_context FROM question_results "
                        "WHERE recall_in_context < 1 ORDER BY question_id")
-    sample = stratified_sample(rows, 6, seed=0)
-    strata = {(r["category"], r["recall_in_context"] == 0) for r in rows}
-    assert len(strata) >= 6, "the fixture should hold at least six failure strata"
-    assert len({(r["category"], r["recall_in_context"] == 0) for r in sample}) == 6
-    assert {r["recall_in_context"] == 0 for r in sample} == {True, False}
-    assert sample == stratified_sample(rows, 6, seed=0)
+    categories = {r["category"] for r in rows}
+    sample = stratified_sample(rows, len(categories), seed=0)
+    assert {r["category"] for r in sample} == categories
+
+
+def test_sample_alternates_zero_and_partial_recall_within_a_category(store):
+    rows = store.query("SELECT question_id, category, recall_in_context FROM question_results "
+                       "WHERE recall_in_context < 1 ORDER BY question_id")
+    mixed = {r["category"] for r in rows if r["recall_in_context"] > 0}
+    assert mixed, "the fixture should hold partially retrieved failures"
+    categories = {r["category"] for r in rows}
+    sample = stratified_sample(rows, 2 * len(categories), seed=0)
+    for category in mixed:
+        kinds = {r["recall_in_context"] == 0 for r in sample if r["category"] == category}
+        assert kinds == {True, False}, category
+
+
+def test_sample_of_everything_is_a_permutation(store):
+    rows = store.query("SELECT question_id, category, recall_in_context FROM question_results "
+                       "WHERE recall_in_context < 1 ORDER BY question_id")
+    sample = stratified_sample(rows, len(rows) + 5, seed=3)
+    assert sorted(r["question_id"] for r in sample) == [r["question_id"] for r in rows]

@@ -19,14 +19,14 @@ from search_space.dimensions import DIMENSIONS, DIMENSIONS_BY_NAME, space_docume
 
 log = logging.getLogger(__name__)
 
-#: A reply of several proposals needs more room than an answer-sized max_tokens allows.
-REPLY_TOKENS = 512
 #: Prompt size limits: a small local model has a context of a few thousand tokens.
-SAMPLE_SIZE = 6
+SAMPLE_SIZE = 5
 HISTORY_SHOWN = 10
+#: Edits shown per attempt: an exploring attempt re-samples every untried field at once.
+EDITS_SHOWN = 4
 UNITS_SHOWN = 3
 IDS_SHOWN = 8
-TEXT_CHARS = 160
+TEXT_CHARS = 120
 #: Fields the user chooses, never the tuner (an LLM answerer needs a model and a key).
 NOT_TUNED = ("answerer",)
 
@@ -60,26 +60,33 @@ class EditReply(BaseModel):
 
 class ProposalReply(BaseModel):
     edits: list[EditReply]
-    rationale: str = ""
+    # Small models write null for a field they have nothing to say about.
+    rationale: str | None = None
 
 
 class DimensionReply(BaseModel):
     name: str
     description: str
-    rationale: str = ""
+    rationale: str | None = None
 
 
 class DiagnosisReply(BaseModel):
-    """The JSON the model must return."""
+    """The JSON the model must return; without "proposals" it is not a reply (and is sent
+    back for repair), so that any stray JSON object does not pass as "nothing to propose"."""
 
-    proposals: list[ProposalReply] = Field(default_factory=list)
+    proposals: list[ProposalReply]
     new_dimensions: list[DimensionReply] = Field(default_factory=list)
 
 
 @register
 class LLMDiagnoser:
     """Asks an LLM for at most K proposals of 1-3 edits; drops invalid ones with a note, records
-    proposed new dimensions, and falls back to the rules diagnoser when the LLM fails."""
+    proposed new dimensions, and falls back to the rules diagnoser when the LLM fails.
+
+    ``model`` holds LLMSettings fields; its ``max_tokens`` bounds the reply (a proposal takes
+    about 60 tokens, so 512 leaves room for several), and the prompt is about 2,500 tokens, so
+    a local server needs a context of 4,096 or more.
+    """
 
     name = "llm"
 
@@ -93,12 +100,11 @@ class LLMDiagnoser:
             raise MemevolveError(f"diagnoser_model is not valid LLM settings: {exc}. Fix: give "
                                  "at least 'model' (a litellm model name).") from None
         self.client = LLMClient(settings, ResponseCache())
-        self.reply_tokens = max(settings.max_tokens, REPLY_TOKENS)
 
     def propose(self, context: DiagnosisContext) -> list[Proposal]:
         try:
-            reply, _ = self.client.complete_json(self.messages(context), DiagnosisReply,
-                                                 purpose="diagnose", max_tokens=self.reply_tokens)
+            reply, _ = self.client.complete_json(diagnosis_messages(context), DiagnosisReply,
+                                                 purpose="diagnose")
         except LLMReplyError as exc:
             return self._fall_back(context, f"invalid JSON after one repair: "
                                             f"{_clip(exc.validation_error, 200)}")
@@ -107,12 +113,9 @@ class LLMDiagnoser:
         finally:
             self._record_calls(context)
         _record_dimensions(context, reply.new_dimensions)
+        if not reply.proposals:
+            context.notes.append("llm reply held no proposals")
         return validated_proposals(context, reply.proposals)
-
-    def messages(self, context: DiagnosisContext) -> Messages:
-        """The prompt: a pure function of the store's rows, the context, its seed and round."""
-        return [{"role": "system", "content": SYSTEM},
-                {"role": "user", "content": build_prompt(context)}]
 
     def _record_calls(self, context: DiagnosisContext) -> None:
         rows = [call.as_row() for call in self.client.drain_calls()]
@@ -126,25 +129,29 @@ class LLMDiagnoser:
         return RulesDiagnoser().propose(context)
 
 
-def build_prompt(context: DiagnosisContext) -> str:
+def diagnosis_messages(context: DiagnosisContext) -> Messages:
+    """The prompt, a pure function of the store's rows and the context (its seed and round
+    included). What stays the same every round (the task, the space, the reply format) comes
+    first, so local servers and providers reuse their cache of that prefix."""
+    system = "\n\n".join([
+        SYSTEM,
+        "## Search space: field (type: allowed values; default; scope): meaning\n"
+        + space_documentation(),
+        _instructions(context, _categories(context))])
     summary = context.store.query(
         SUMMARY_SQL.format(column=objective_column(context.objective)),
         [context.incumbent.config_hash, context.benchmark_key, context.question_ids])[0]
     score = "n/a" if summary["score"] is None else f"{summary['score']:.4f}"
-    sections = [
-        f"Objective: raise {context.objective} (now {score} over {summary['n']} dev questions). "
-        f"Hard limit: context_budget (global and per category) must stay <= "
-        f"{context.max_context_tokens} tokens.",
+    user = "\n\n".join([
+        f"## Round {context.round}: {context.objective} is now {score} over {summary['n']} dev "
+        "questions",
         "## Failure buckets (category | bucket | questions | mean rank of first gold unit)\n"
         + _buckets(context),
         _failures(context),
-        "## Search space: field (type: allowed values; default; scope): meaning\n"
-        + space_documentation(),
         "## Current config (fields that differ from the defaults)\n" + _current(context.incumbent),
         _history(context),
-        _instructions(context, _categories(context)),
-    ]
-    return "\n\n".join(sections)
+        "Reply with the JSON object only."])
+    return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
 
 def validated_proposals(context: DiagnosisContext, replies: list[ProposalReply]
@@ -189,7 +196,7 @@ def _proposal(context: DiagnosisContext, reply: ProposalReply,
         if problems:
             return None, "; ".join(problems)
         edits.append(Edit(item.field, clean[item.field], category))
-    proposal = Proposal(tuple(edits), _clip(reply.rationale.strip(), 500) or
+    proposal = Proposal(tuple(edits), _clip(reply.rationale or "", 500) or
                         "(no rationale given)", LLMDiagnoser.name)
     try:
         config = proposal.apply(context.incumbent)
@@ -222,8 +229,8 @@ def _record_dimensions(context: DiagnosisContext, replies: list[DimensionReply])
             context.notes.append(f"llm new dimension '{name}' ignored: already in the space")
         elif name and reply.description.strip():
             context.new_dimensions.append({"name": _clip(name, 100),
-                                           "description": _clip(reply.description.strip(), 500),
-                                           "rationale": _clip(reply.rationale.strip(), 500)})
+                                           "description": _clip(reply.description, 500),
+                                           "rationale": _clip(reply.rationale or "", 500)})
 
 
 def _buckets(context: DiagnosisContext) -> str:
@@ -246,24 +253,29 @@ def _failures(context: DiagnosisContext) -> str:
 
 
 def stratified_sample(rows: list[dict[str, Any]], size: int, seed: int) -> list[dict[str, Any]]:
-    """Up to ``size`` rows, round-robin over (category, zero|partial recall) strata, each stratum
-    shuffled with ``seed``: every kind of failure is shown before any is shown twice."""
-    strata: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    """Up to ``size`` rows, round-robin over categories and, within a category, alternating zero
+    and partial recall: every category is shown before any is shown twice. ``seed`` shuffles
+    the order of categories, of the two kinds and of the rows within each kind."""
+    rng = random.Random(seed)
+    by_category: dict[str, dict[str, list[dict[str, Any]]]] = {}
     for row in rows:
         kind = "zero" if row["recall_in_context"] == 0 else "partial"
-        strata.setdefault((row["category"], kind), []).append(row)
-    rng = random.Random(seed)
+        by_category.setdefault(row["category"], {}).setdefault(kind, []).append(row)
     queues = []
-    for key in sorted(strata):
-        members = list(strata[key])
-        rng.shuffle(members)
-        queues.append(members)
-    sample: list[dict[str, Any]] = []
-    while len(sample) < size and any(queues):
-        for queue in queues:
-            if queue and len(sample) < size:
-                sample.append(queue.pop(0))
-    return sample
+    for category in sorted(by_category):
+        kinds = [by_category[category][kind] for kind in sorted(by_category[category])]
+        for members in kinds:
+            rng.shuffle(members)
+        rng.shuffle(kinds)
+        queues.append(_interleave(kinds))
+    rng.shuffle(queues)
+    return _interleave(queues)[:size]
+
+
+def _interleave(lists: list[list[Any]]) -> list[Any]:
+    """The first of each list, then the second of each, and so on."""
+    longest = max((len(members) for members in lists), default=0)
+    return [members[i] for i in range(longest) for members in lists if i < len(members)]
 
 
 def _failure(context: DiagnosisContext, row: dict[str, Any]) -> str:
@@ -301,13 +313,15 @@ def _current(config: RetrievalConfig) -> str:
 
 def _history(context: DiagnosisContext) -> str:
     shown = context.history[-HISTORY_SHOWN:]
-    head = (f"## Attempt history (last {len(shown)} of {len(context.history)}; do not repeat "
-            "these)")
+    head = f"## Attempt history (last {len(shown)} of {len(context.history)})"
     if not shown:
         return head + "\n(none yet)"
     lines = []
     for attempt in shown:
-        edits = ", ".join(Edit(**e).label() for e in json.loads(attempt.edit_json))
+        edits = [Edit(**{**e, "value": _rounded(e["value"])}).label()
+                 for e in json.loads(attempt.edit_json)]
+        more = f" (+{len(edits) - EDITS_SHOWN} more)" if len(edits) > EDITS_SHOWN else ""
+        edits = ", ".join(edits[:EDITS_SHOWN]) + more
         delta = "n/a" if attempt.delta is None else f"{attempt.delta:+.4f}"
         lines.append(f"- round {attempt.round}, {attempt.proposer}: {edits} -> delta {delta}, "
                      f"{attempt.decision}")
@@ -323,10 +337,12 @@ def _instructions(context: DiagnosisContext, categories: list[str]) -> str:
     return (f"## Your reply\nPropose at most {context.n_proposals} proposals. A proposal is 1 to "
             "3 edits tried together. An edit sets a field of the search space to an allowed "
             "value; \"category\" is null for a global edit, or one of "
-            f"{', '.join(categories) or '(none)'} for a per-category field. You may also name new "
-            "dimensions the space lacks; they are recorded for a person, never run. Leave "
-            "new_dimensions empty unless a failure needs one.\nReply with JSON only, in this "
-            f"shape:\n{json.dumps(example)}")
+            f"{', '.join(categories) or '(none)'} for a per-category field. context_budget "
+            f"(global and per category) must stay <= {context.max_context_tokens} tokens. Do "
+            "not repeat an attempt from the history. You may also name new dimensions the "
+            "space lacks; they are recorded for a person, never run. Leave new_dimensions empty "
+            f"unless a failure needs one.\nReply with JSON only, in this shape:\n"
+            f"{json.dumps(example)}")
 
 
 def _categories(context: DiagnosisContext) -> list[str]:
@@ -335,6 +351,10 @@ def _categories(context: DiagnosisContext) -> list[str]:
         "benchmark_key = ? AND question_id IN (SELECT unnest(?::VARCHAR[])) ORDER BY category",
         [context.incumbent.config_hash, context.benchmark_key, context.question_ids])
     return [r["category"] for r in rows]
+
+
+def _rounded(value: Any) -> Any:
+    return round(value, 3) if isinstance(value, float) else value
 
 
 def _clip(text: str, chars: int) -> str:
