@@ -1,0 +1,153 @@
+"""`memevolve bench search|eval|scale --smoke`: tables, rows, budgets; and the bounded caches."""
+from __future__ import annotations
+
+import itertools
+
+import duckdb
+import pytest
+from typer.testing import CliRunner
+
+from evolve.cli import app
+from evolve.store import RunStore
+
+runner = CliRunner()
+
+
+def _invoke(*args: str) -> str:
+    result = runner.invoke(app, ["bench", *args])
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+@pytest.fixture(autouse=True)
+def cold_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("MEMEVOLVE_CACHE_DIR", str(tmp_path / "cache"))
+
+
+@pytest.fixture(scope="module")
+def searched(tmp_path_factory):
+    root = tmp_path_factory.mktemp("search")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MEMEVOLVE_CACHE_DIR", str(root / "cache"))
+        output = _invoke("search", "--smoke", "--workers", "0", "--db", str(root / "b.duckdb"),
+                         "--out", str(root / "out"))
+    with RunStore(root / "b.duckdb") as store:
+        summary = store.query("SELECT * FROM bench_summary ORDER BY strategy, seed")
+        curves = store.query("SELECT * FROM bench_search ORDER BY strategy, seed, eval_index")
+        configs = {r["config_hash"] for r in store.query("SELECT config_hash FROM configs")}
+    return root, output, summary, curves, configs
+
+
+def test_search_runs_every_strategy_and_seed_at_the_smoke_budget(searched):
+    _, output, summary, _, _ = searched
+    assert {(r["strategy"], r["seed"], r["budget"]) for r in summary} == set(itertools.product(
+        ("memevolve", "optuna-tpe", "random", "hill-climber"), (0, 1), (6,)))
+    for strategy in ("memevolve", "optuna-tpe", "random", "hill-climber"):
+        assert strategy in output
+
+
+def test_every_strategy_spends_exactly_its_budget(searched):
+    _, _, summary, curves, _ = searched
+    assert all(r["evaluations"] == r["budget"] for r in summary)
+    for (strategy, seed), rows in itertools.groupby(curves, lambda r: (r["strategy"], r["seed"])):
+        assert [r["eval_index"] for r in rows] == list(range(1, 7)), (strategy, seed)
+
+
+def test_all_strategies_start_from_the_same_config(searched):
+    _, _, _, curves, _ = searched
+    assert len({r["config_hash"] for r in curves if r["eval_index"] == 1}) == 1
+
+
+def test_best_so_far_never_falls_and_the_choice_is_scored_on_test(searched):
+    _, _, summary, curves, configs = searched
+    for _, rows in itertools.groupby(curves, lambda r: (r["strategy"], r["seed"])):
+        best = [r["best_so_far"] for r in rows]
+        assert best == sorted(best)
+    for row in summary:
+        assert row["test_score"] is not None
+        assert row["gap"] == pytest.approx(row["best_dev"] - row["test_score"])
+        assert row["choice_hash"] in configs
+
+
+def test_the_hill_climber_keeps_any_dev_gain(searched):
+    _, _, _, curves, _ = searched
+    rows = [r for r in curves if r["strategy"] == "hill-climber"]
+    for seed in (0, 1):
+        run = [r for r in rows if r["seed"] == seed]
+        assert [r["best_so_far"] for r in run] == list(
+            itertools.accumulate((r["dev_score"] for r in run), max))
+
+
+def test_search_writes_the_curves_png_and_the_markdown_table(searched):
+    root, _, _, _, _ = searched
+    assert (root / "out" / "search_curves.png").stat().st_size > 0
+    text = (root / "out" / "search.md").read_text()
+    assert "memevolve bench search --smoke" in text and "| hill-climber | 6 |" in text
+
+
+def test_eval_smoke_measures_every_phase_cold_to_new_process(tmp_path):
+    db = tmp_path / "b.duckdb"
+    _invoke("eval", "--smoke", "--db", str(db), "--out", str(tmp_path / "out"))
+    with RunStore(db) as store:
+        rows = {r["phase"]: r for r in store.query("SELECT * FROM bench_throughput")}
+    assert set(rows) == {"cold", "warm-store", "warm-indexes", "new-process-store",
+                         "new-process-compute"}
+    assert rows["cold"]["store_reuse"] == 0 and rows["cold"]["embed_misses"] > 0
+    assert rows["warm-store"]["store_reuse"] == 1 and rows["new-process-store"]["store_reuse"] == 1
+    # The second process finds every text in the embedding cache the first one filled.
+    assert rows["new-process-compute"]["embed_misses"] == 0
+    assert rows["new-process-compute"]["embed_hits"] > 0
+    assert all(r["questions_per_s"] > 0 and r["tree_rss_mb"] >= 1 for r in rows.values())
+    assert (tmp_path / "out" / "eval.md").read_text().count("| synthetic-smoke |") == 5
+
+
+def test_scale_smoke_times_each_stage_and_the_cache_serves_the_second_pass(tmp_path,
+                                                                            longmemeval_path):
+    db = tmp_path / "b.duckdb"
+    _invoke("scale", "--smoke", "--data", str(longmemeval_path), "--db", str(db),
+            "--out", str(tmp_path / "out"))
+    with RunStore(db) as store:
+        rows = {r["stage"]: r for r in store.query("SELECT * FROM bench_scale")}
+    assert set(rows) == {"units", "bm25-index", "dense-index-cold", "dense-index-cached",
+                         "evaluate-bm25", "evaluate-hybrid"}
+    assert all(r["n"] == 5 for r in rows.values())
+    assert rows["dense-index-cold"]["cache_hits"] == 0 < rows["dense-index-cold"]["texts"]
+    assert rows["dense-index-cached"]["cache_hits"] == rows["dense-index-cached"]["texts"]
+
+
+def test_a_store_without_the_bench_tables_is_refused_with_a_fix(tmp_path):
+    db = tmp_path / "old.duckdb"
+    RunStore(db).close()
+    with duckdb.connect(str(db)) as connection:
+        connection.execute("DROP TABLE bench_search")
+    result = runner.invoke(app, ["bench", "search", "--smoke", "--db", str(db)])
+    assert result.exit_code == 2
+    assert "Fix: pass --db with a new file" in result.output
+
+
+def test_bounded_cache_drops_the_least_recently_used():
+    from evolve.memory.bounded import BoundedCache
+
+    cache: BoundedCache[int] = BoundedCache(2)
+    cache["a"], cache["b"] = 1, 2
+    assert cache["a"] == 1
+    cache["c"] = 3
+    assert "a" in cache and "c" in cache and "b" not in cache and len(cache) == 2
+
+
+def test_bm25_keeps_a_bounded_number_of_indexes_per_unit_set():
+    from benchmarks import load_benchmark
+    from evolve.memory.query import process_query
+    from evolve.memory.retrievers import BM25_SETTINGS_KEPT, BM25Retriever
+    from evolve.memory.units import build_units
+    from search_space.config import RetrievalConfig
+
+    conversation = load_benchmark("synthetic", conversations=1, sessions=2, turns=6,
+                                  questions=3).conversations[0]
+    units = build_units(conversation, "turn", 1)
+    query = process_query("What did they do?", conversation.speakers, use_keywords=False,
+                          speaker_swap=False)
+    bm25 = BM25Retriever()
+    for i in range(BM25_SETTINGS_KEPT + 3):
+        bm25.scores(units, query, RetrievalConfig(bm25_k1=0.5 + i / 10))
+    assert len(bm25._indexes[id(units)]) == BM25_SETTINGS_KEPT
