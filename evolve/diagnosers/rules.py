@@ -156,9 +156,15 @@ class RulesDiagnoser:
                 score[edits] += row["n"] / (1 + rank)
                 why.setdefault(edits, f"{row['n']} '{row['bucket']}' failures in category "
                                       f"{row['category']}")
+        # A rule fires on its bucket every round, so an edit that changed no outcome at all
+        # (an exact zero delta: e.g. packing order under a recall objective) would come back
+        # each round; on LoCoMo such repeats took a third of the budget (bench search).
+        inert = {a.edit_json for a in context.history if a.delta == 0.0}
         proposals, seen = [], set()
         for edits, _ in score.most_common():
             proposal = Proposal(edits, why[edits], self.name)
+            if proposal.edit_json() in inert:
+                continue
             config = context.admissible(proposal)
             if config is None or config.config_hash in seen:
                 continue
