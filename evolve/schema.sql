@@ -245,7 +245,7 @@ CREATE TABLE IF NOT EXISTS bench_summary (
 
 -- `memevolve bench eval`: evaluation throughput per dataset, phase and worker count.
 CREATE TABLE IF NOT EXISTS bench_throughput (
-    run_id           VARCHAR NOT NULL,
+    run_id           VARCHAR NOT NULL,      -- one `bench eval` (no runs row: it spans benchmarks)
     dataset          VARCHAR NOT NULL,      -- locomo | synthetic-10k | synthetic-100k | ...
     benchmark_key    VARCHAR NOT NULL,
     n_turns          INTEGER NOT NULL,
@@ -273,8 +273,9 @@ CREATE TABLE IF NOT EXISTS bench_scale (
     run_id        VARCHAR NOT NULL,
     benchmark_key VARCHAR NOT NULL,
     stage         VARCHAR NOT NULL,         -- units | bm25-index | dense-index-cold |
-                                            -- dense-index-cached | evaluate-<retrievers>
-    n             INTEGER NOT NULL,         -- questions timed
+                                            -- dense-index-cached | evaluator-start |
+                                            -- evaluate-bm25 | evaluate-hybrid
+    n             INTEGER NOT NULL,         -- questions timed (evaluator-start: 1)
     total_s       DOUBLE NOT NULL,
     mean_ms       DOUBLE NOT NULL,
     p50_ms        DOUBLE NOT NULL,

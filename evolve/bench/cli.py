@@ -107,8 +107,7 @@ def search_command(
                                           "0 = in this process)."),
     db: Path = DbOpt, out: Path = OutOpt, smoke: bool = SmokeOpt,
 ) -> None:
-    """memevolve's loop against Optuna TPE, random search and a hill-climber at equal budgets
-    of dev evaluations; every choice scored once on test."""
+    """memevolve's loop vs Optuna TPE, random search, hill-climber at equal dev evaluations."""
     from benchmarks import load_benchmark
     from benchmarks.splits import make_split
     from evolve.bench.search import SearchSetup, run_search, summary, summary_markdown
@@ -176,8 +175,7 @@ def eval_command(
                                           "smoke 0)."),
     db: Path = DbOpt, out: Path = OutOpt, smoke: bool = SmokeOpt,
 ) -> None:
-    """Evaluation throughput (questions/s, configs/s, cache reuse, peak memory), cold and warm,
-    8 configs at once."""
+    """Evaluation throughput, cold and warm, 1 and all workers: questions/s, reuse, memory."""
     from evolve.bench.throughput import dataset, measure_throughput, throughput_markdown
 
     names = [d.strip() for d in (datasets or ("synthetic-smoke" if smoke else
@@ -188,21 +186,18 @@ def eval_command(
                         "--datasets", ",".join(names), "--workers", workers or
                         ("0" if smoke else "1,all")] + (["--data", _quote(data)] if data else []))
     run_id = _bench_id("eval")
-    store = _open_store(db)
-    try:
-        rows = measure_throughput(chosen, counts, report=lambda line: console.print(line))
-        with store.transaction():
-            store.insert_rows("bench_throughput", [{"run_id": run_id, **r} for r in rows])
-    finally:
-        store.close()
+    # Checked before the long measurement, written after it: the file stays free meanwhile.
+    _open_store(db).close()
+    rows = measure_throughput(chosen, counts, report=lambda line: console.print(line))
+    with _open_store(db) as store:
+        store.insert_rows("bench_throughput", [{"run_id": run_id, **r} for r in rows])
     console.print(table(f"evaluation throughput, 8 configs at once (run {run_id})",
-                        ["dataset", "turns", "questions", "workers", "phase", "questions/s",
-                         "configs/s", "reuse", "embed hits", "embed misses", "tree MiB",
-                         "wall s"],
-                        [[r["dataset"], r["n_turns"], r["n_questions"], r["workers"],
-                          r["phase"], round(r["questions_per_s"]), r["configs_per_s"],
-                          r["store_reuse"], r["embed_hits"], r["embed_misses"],
-                          round(r["tree_rss_mb"]), r["wall_s"]] for r in rows]))
+                        ["dataset", "workers", "phase", "q/s", "configs/s", "reuse",
+                         "embed hit/miss", "MiB", "wall s"],
+                        [[r["dataset"], r["workers"], r["phase"], round(r["questions_per_s"]),
+                          r["configs_per_s"], f"{r['store_reuse']:.0%}",
+                          f"{r['embed_hits']}/{r['embed_misses']}", round(r["tree_rss_mb"]),
+                          r["wall_s"]] for r in rows]))
     for note in sorted({f"{r['dataset']}: {r['note']}" for r in rows if r["note"]}):
         console.print(note)
     path = _write_markdown(out, "eval", command, throughput_markdown(rows))
