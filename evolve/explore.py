@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterator
 
 import optuna
 
-from evolve.diagnosers.base import Attempt, DiagnosisContext, Edit, Proposal
+from evolve.diagnosers.base import (Attempt, DiagnosisContext, Edit, Proposal,
+                                    first_admissible)
 from search_space.dimensions import DIMENSIONS
 from search_space.optuna_space import distributions
 
@@ -37,18 +39,14 @@ def explore(context: DiagnosisContext, scores: dict[str, float]) -> list[Proposa
                                              for k, v in params.items()):
             study.add_trial(optuna.trial.create_trial(params=params, distributions=dists,
                                                       value=scores[attempt.edit_json]))
-    proposals: list[Proposal] = []
-    seen: set[str] = set()
-    for _ in range(context.n_proposals * 4):
-        trial = study.ask(dists)
-        edits = tuple(Edit(k, v) for k, v in sorted(trial.params.items()))
-        proposal = Proposal(edits, f"TPE over untried dimensions {', '.join(names)}", "optuna")
-        config = context.admissible(proposal)
-        study.tell(trial, state=optuna.trial.TrialState.FAIL)
-        if config is None or config.config_hash in seen:
-            continue
-        seen.add(config.config_hash)
-        proposals.append(proposal)
-        if len(proposals) == context.n_proposals:
-            break
-    return proposals
+
+    def sampled() -> Iterator[Proposal]:
+        # Read lazily: the study is asked only as often as proposals are still needed, which
+        # keeps a resumed run's draws identical to an uninterrupted one's.
+        for _ in range(context.n_proposals * 4):
+            trial = study.ask(dists)
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            edits = tuple(Edit(k, v) for k, v in sorted(trial.params.items()))
+            yield Proposal(edits, f"TPE over untried dimensions {', '.join(names)}", "optuna")
+
+    return first_admissible(context, sampled())

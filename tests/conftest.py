@@ -70,3 +70,31 @@ def local_llm_server():
 
     with LocalLLMServer(n_ctx=8192) as server:
         yield server
+
+
+class ScriptedProvider:
+    """Stands in for an LLM provider in the unit tests of our parsing and retry logic: each
+    request gets the next scripted reply (the last one repeats) through litellm's own
+    mock_response, so litellm still builds the response objects and raises its own errors."""
+
+    def __init__(self) -> None:
+        import litellm
+
+        self._completion = litellm.completion
+        self.replies: list[object] = []
+        self.requests: list[dict] = []
+
+    def __call__(self, **kwargs):
+        self.requests.append(kwargs)
+        reply = self.replies.pop(0) if len(self.replies) > 1 else self.replies[0]
+        return self._completion(**kwargs, mock_response=reply)
+
+
+@pytest.fixture
+def provider(monkeypatch) -> ScriptedProvider:
+    """litellm.completion replaced by a ScriptedProvider for the test."""
+    import litellm
+
+    fake = ScriptedProvider()
+    monkeypatch.setattr(litellm, "completion", fake)
+    return fake

@@ -23,7 +23,6 @@ from evolve.store import RunStore
 from search_space.config import load_preset
 from search_space.dimensions import DIMENSIONS_BY_NAME, space_documentation
 
-_REAL_COMPLETION = litellm.completion
 RUN_ID = "diagnose-test"
 SYNTHETIC = {"conversations": 3, "sessions": 3, "turns": 10, "questions": 10}
 MODEL = {"model": "openai/smollm2", "api_base": "http://127.0.0.1:9/v1", "api_key": "sk-test",
@@ -31,18 +30,6 @@ MODEL = {"model": "openai/smollm2", "api_base": "http://127.0.0.1:9/v1", "api_ke
 HISTORY = [Attempt(1, "rules", json.dumps([{"field": "top_k", "value": 8, "category": None}]),
                    0.0125, "rejected")]
 
-
-class Provider:
-    """Stands in for the provider: each request gets the next scripted reply via litellm's mock."""
-
-    def __init__(self) -> None:
-        self.replies: list[object] = []
-        self.requests: list[dict] = []
-
-    def __call__(self, **kwargs):
-        self.requests.append(kwargs)
-        reply = self.replies.pop(0) if len(self.replies) > 1 else self.replies[0]
-        return _REAL_COMPLETION(**kwargs, mock_response=reply)
 
 
 def reply(*proposals: dict, new_dimensions: list[dict] | None = None) -> str:
@@ -99,12 +86,9 @@ def cache_dir(tmp_path, monkeypatch):
     monkeypatch.setenv("MEMEVOLVE_CACHE_DIR", str(tmp_path / "cache"))
 
 
-@pytest.fixture
-def provider(monkeypatch) -> Provider:
-    fake = Provider()
-    monkeypatch.setattr(litellm, "completion", fake)
+@pytest.fixture(autouse=True)
+def no_backoff(monkeypatch):
     monkeypatch.setattr("evolve.llm.time.sleep", lambda s: None)
-    return fake
 
 
 @pytest.fixture

@@ -22,7 +22,6 @@ from evolve.memory.answer_llm import LLMAnswerer, answer_messages, final_answer
 
 SECRET = "sk-test-never-printed"
 MESSAGES = [{"role": "user", "content": "Where did Anna move?"}]
-_REAL_COMPLETION = litellm.completion
 
 
 class Edit(BaseModel):
@@ -38,30 +37,10 @@ def _timeout() -> Exception:
     return litellm.Timeout(message="read timed out", model="openai/smollm2", llm_provider="openai")
 
 
-class Provider:
-    """Stands in for the provider: each call gets the next scripted reply via litellm's mock."""
-
-    def __init__(self) -> None:
-        self.replies: list[object] = []
-        self.requests: list[dict] = []
-
-    def __call__(self, **kwargs):
-        self.requests.append(kwargs)
-        reply = self.replies.pop(0) if len(self.replies) > 1 else self.replies[0]
-        return _REAL_COMPLETION(**kwargs, mock_response=reply)
-
-
 @pytest.fixture(autouse=True)
 def cache_dir(tmp_path, monkeypatch) -> Path:
     monkeypatch.setenv("MEMEVOLVE_CACHE_DIR", str(tmp_path))
     return tmp_path
-
-
-@pytest.fixture
-def provider(monkeypatch) -> Provider:
-    fake = Provider()
-    monkeypatch.setattr(litellm, "completion", fake)
-    return fake
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Protocol
 
 from search_space.config import ConfigError, RetrievalConfig
 
@@ -90,6 +90,22 @@ class DiagnosisContext:
         if config.config_hash in self.tried_hashes or config == self.incumbent:
             return None
         return config
+
+
+def first_admissible(context: DiagnosisContext, proposals: Iterable[Proposal]) -> list[Proposal]:
+    """The first ``context.n_proposals`` of ``proposals`` (read lazily, in order) whose configs
+    are admissible and differ from each other's."""
+    chosen: list[Proposal] = []
+    seen: set[str] = set()
+    for proposal in proposals:
+        config = context.admissible(proposal)
+        if config is None or config.config_hash in seen:
+            continue
+        seen.add(config.config_hash)
+        chosen.append(proposal)
+        if len(chosen) == context.n_proposals:
+            break
+    return chosen
 
 
 class Diagnoser(Protocol):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any, Callable
 
-from evolve.diagnosers.base import DiagnosisContext, Edit, Proposal, register
+from evolve.diagnosers.base import DiagnosisContext, Edit, Proposal, first_admissible, register
 from search_space.config import RetrievalConfig
 
 TEMPORAL_CATEGORIES = ("2", "temporal-reasoning")
@@ -160,16 +160,5 @@ class RulesDiagnoser:
         # (an exact zero delta: e.g. packing order under a recall objective) would come back
         # each round; on LoCoMo such repeats took a third of the budget (bench search).
         inert = {a.edit_json for a in context.history if a.delta == 0.0}
-        proposals, seen = [], set()
-        for edits, _ in score.most_common():
-            proposal = Proposal(edits, why[edits], self.name)
-            if proposal.edit_json() in inert:
-                continue
-            config = context.admissible(proposal)
-            if config is None or config.config_hash in seen:
-                continue
-            seen.add(config.config_hash)
-            proposals.append(proposal)
-            if len(proposals) == context.n_proposals:
-                break
-        return proposals
+        ranked = (Proposal(edits, why[edits], self.name) for edits, _ in score.most_common())
+        return first_admissible(context, (p for p in ranked if p.edit_json() not in inert))
