@@ -7,6 +7,7 @@ import duckdb
 import pytest
 from typer.testing import CliRunner
 
+from evolve.bench.search import verdicts
 from evolve.cli import app
 from evolve.store import RunStore
 
@@ -83,6 +84,27 @@ def test_search_writes_the_curves_png_and_the_markdown_table(searched):
     assert (root / "out" / "search_curves.png").stat().st_size > 0
     text = (root / "out" / "search.md").read_text()
     assert "memevolve bench search --smoke" in text and "| hill-climber | 6 |" in text
+    assert "- budget 6: best mean test " in text
+
+
+def _row(strategy, test_mean, test_min, test_max, gap, budget=30):
+    return {"strategy": strategy, "budget": budget, "test_mean": test_mean,
+            "test_min": test_min, "test_max": test_max, "gap_mean": gap}
+
+
+def test_verdicts_name_the_winner_say_whether_it_is_outside_the_spread_and_the_smallest_gap():
+    rows = [_row("memevolve", 0.742, 0.742, 0.742, 0.023),
+            _row("hill-climber", 0.738, 0.728, 0.750, 0.073),
+            _row("random", 0.657, 0.625, 0.721, -0.075),
+            _row("memevolve", 0.70, 0.70, 0.70, 0.10, budget=60),
+            _row("optuna-tpe", 0.75, 0.74, 0.76, 0.05, budget=60)]
+    thirty, sixty = verdicts(rows)
+    assert thirty.startswith("budget 30: best mean test memevolve 0.7420, ahead of "
+                             "hill-climber by 0.0040 (inside its seed range 0.7280..0.7500)")
+    assert thirty.endswith("smallest dev-test gap memevolve +0.0230")
+    assert sixty.startswith("budget 60: best mean test optuna-tpe 0.7500, ahead of memevolve "
+                            "by 0.0500 (above its seed range")
+    assert sixty.endswith("smallest dev-test gap optuna-tpe +0.0500")
 
 
 def test_eval_smoke_measures_every_phase_cold_to_new_process(tmp_path):

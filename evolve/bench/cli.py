@@ -110,7 +110,8 @@ def search_command(
     """memevolve's loop vs Optuna TPE, random search, hill-climber at equal dev evaluations."""
     from benchmarks import load_benchmark
     from benchmarks.splits import make_split
-    from evolve.bench.search import SearchSetup, run_search, summary, summary_markdown
+    from evolve.bench.search import (SearchSetup, run_search, summary, summary_markdown,
+                                     verdicts)
     from evolve.evaluation import Evaluator
 
     names = [s.strip() for s in strategies.split(",") if s.strip()]
@@ -155,7 +156,11 @@ def search_command(
           f"{r['dev_mean']:.4f} ± {r['dev_sd']:.4f}", f"{r['test_mean']:.4f} ± "
           f"{r['test_sd']:.4f}", f"{r['gap_mean']:+.4f}", r["auc_mean"], r["wall_mean"]]
          for r in rows]))
-    path = _write_markdown(out, "search", command, summary_markdown(rows))
+    said = verdicts(rows)
+    for line in said:
+        console.print(line)
+    path = _write_markdown(out, "search", command,
+                           "\n".join([summary_markdown(rows), ""] + [f"- {v}" for v in said]))
     console.print(f"table {path}")
     if result.plot:
         console.print(f"plot {result.plot}")

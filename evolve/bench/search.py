@@ -401,6 +401,30 @@ def summary_markdown(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def verdicts(rows: list[dict[str, Any]]) -> list[str]:
+    """Per budget, in words: which strategy has the best mean test score (and whether its lead
+    over the runner-up is outside the runner-up's seed range) and which the smallest mean
+    dev-test gap."""
+    lines = []
+    for budget in sorted({r["budget"] for r in rows}):
+        group = [r for r in rows if r["budget"] == budget and r["test_mean"] is not None]
+        if not group:
+            continue
+        by_test = sorted(group, key=lambda r: r["test_mean"], reverse=True)
+        best = by_test[0]
+        line = f"budget {budget}: best mean test {best['strategy']} {best['test_mean']:.4f}"
+        if len(by_test) > 1:
+            second = by_test[1]
+            clear = best["test_mean"] > second["test_max"]
+            line += (f", ahead of {second['strategy']} by {best['test_mean'] - second['test_mean']:.4f}"
+                     f" ({'above' if clear else 'inside'} its seed range "
+                     f"{second['test_min']:.4f}..{second['test_max']:.4f})")
+        gap = min(group, key=lambda r: abs(r["gap_mean"]))
+        line += f"; smallest dev-test gap {gap['strategy']} {gap['gap_mean']:+.4f}"
+        lines.append(line)
+    return lines
+
+
 def write_curves(traces: list[Trace], path: Path, setup: SearchSetup) -> Path:
     """Mean best-so-far dev score per evaluation index, one line per strategy, one panel per
     budget; the band is the min..max over seeds."""
