@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Callable, Protocol, TypeVar
 import numpy as np
 
 from benchmarks.errors import MemevolveError
+from evolve.sqlite_cache import open_shared
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -196,20 +197,17 @@ class EmbeddingCache:
         if self._connection is not None and self._pid == os.getpid():
             return self._connection
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            connection = sqlite3.connect(self.path, timeout=self.busy_timeout_s,
-                                         check_same_thread=False)
-            # Rows are 1.5 KB vectors: on the default 4 KB pages most spill onto overflow pages,
-            # doubling the file and the lookup time. Only takes effect on a new, empty file.
-            connection.execute("PRAGMA page_size=16384")
-            connection.execute("PRAGMA journal_mode=WAL")
-            # NORMAL is durable across process crashes in WAL mode; only a power loss can drop
-            # the last commits, which costs re-embedding them, never a corrupt cache.
-            connection.execute("PRAGMA synchronous=NORMAL")
-            connection.execute(
+            connection = open_shared(self.path, (
+                # Rows are 1.5 KB vectors: on the default 4 KB pages most spill onto overflow
+                # pages, doubling the file and the lookup time. Only takes effect on a new file.
+                "PRAGMA page_size=16384",
+                "PRAGMA journal_mode=WAL",
+                # NORMAL is durable across process crashes in WAL mode; only a power loss can
+                # drop the last commits, which costs re-embedding them, never a corrupt cache.
+                "PRAGMA synchronous=NORMAL",
                 "CREATE TABLE IF NOT EXISTS embeddings (model_id TEXT NOT NULL, "
                 "text_sha256 BLOB NOT NULL, vector BLOB NOT NULL, "
-                "PRIMARY KEY (model_id, text_sha256))")
+                "PRIMARY KEY (model_id, text_sha256))"), timeout_s=self.busy_timeout_s)
         except sqlite3.Error as exc:
             raise EmbeddingError(
                 f"{self.path}: cannot open the embedding cache ({exc}).",

@@ -19,6 +19,7 @@ import openai
 from pydantic import BaseModel, Field, SecretStr, ValidationError
 
 from benchmarks.errors import MemevolveError
+from evolve.sqlite_cache import open_shared
 
 log = logging.getLogger(__name__)
 
@@ -160,16 +161,13 @@ class ResponseCache:
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
             # Autocommit plus a long busy timeout: writers from other processes wait, never fail.
-            conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None,
-                                   check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute("CREATE TABLE IF NOT EXISTS replies (call_key TEXT PRIMARY KEY, "
-                         "model TEXT NOT NULL, text TEXT NOT NULL, prompt_tokens INTEGER NOT NULL, "
-                         "completion_tokens INTEGER NOT NULL, created_at TEXT NOT NULL)")
-            self._conn = conn
+            self._conn = open_shared(self.path, (
+                "PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL",
+                "CREATE TABLE IF NOT EXISTS replies (call_key TEXT PRIMARY KEY, "
+                "model TEXT NOT NULL, text TEXT NOT NULL, prompt_tokens INTEGER NOT NULL, "
+                "completion_tokens INTEGER NOT NULL, created_at TEXT NOT NULL)"),
+                timeout_s=30.0, isolation_level=None)
         return self._conn
 
     # A cache travels to Ray actors by path; each process opens its own connection.
