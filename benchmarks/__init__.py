@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 from benchmarks import locomo, longmemeval, membench, synthetic  # noqa: F401  (registers)
-from benchmarks._registry import adapter_names, detect, get_adapter, load_benchmark
+from benchmarks._registry import (adapter_names, detect, get_adapter, load_benchmark,
+                                  parse_options)
 from benchmarks.errors import BenchmarkError, MemevolveError
 from benchmarks.model import Benchmark, Conversation, Question, Session, Turn
 
 __all__ = [
     "Benchmark", "BenchmarkError", "Conversation", "MemevolveError", "Question", "Session", "Turn",
-    "adapter_names", "detect", "get_adapter", "load_benchmark",
+    "adapter_names", "detect", "get_adapter", "load_benchmark", "parse_options",
 ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Mapping, Protocol, Sequence
 
 from benchmarks.errors import BenchmarkError
 from benchmarks.model import Benchmark
@@ -16,6 +16,8 @@ class Adapter(Protocol):
     name: str
     #: True when the adapter generates its data and needs no file.
     embedded: bool
+    #: The options ``load`` takes (``--benchmark-option KEY=VALUE``), each with a help line.
+    options: Mapping[str, str]
 
     def sniff(self, raw: Any) -> str | None:
         """Return the variant name if ``raw`` (parsed JSON) is this benchmark, else None."""
@@ -88,6 +90,43 @@ def detect(raw: Any) -> tuple[str, str] | None:
         if variant is not None:
             return adapter.name, variant
     return None
+
+
+#: The command-line form of adapter options, named in every error about one.
+OPTION_FLAG = "--benchmark-option"
+
+
+def parse_options(items: Sequence[str] | None) -> dict[str, str]:
+    """``KEY=VALUE`` texts (the repeatable --benchmark-option) as a dict; values stay text and
+    each adapter converts and checks its own."""
+    options: dict[str, str] = {}
+    for item in items or ():
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise BenchmarkError(OPTION_FLAG, f"'{item}' is not KEY=VALUE.",
+                                 fix=f"write e.g. {OPTION_FLAG} questions=50 (one option per "
+                                     "flag; repeat the flag for more).")
+        if key in options:
+            raise BenchmarkError(OPTION_FLAG, f"'{key}' is given twice ({key}={options[key]} "
+                                 f"and {key}={value.strip()}).", field=key,
+                                 fix="keep one of them.")
+        options[key] = value.strip()
+    return options
+
+
+def check_options(adapter: Adapter, options: Mapping[str, Any]) -> None:
+    """Every option is one the adapter declares; the error lists those it takes."""
+    unknown = sorted(set(options) - set(adapter.options))
+    if not unknown:
+        return
+    if adapter.options:
+        takes = "; ".join(f"{key} ({help})" for key, help in adapter.options.items())
+        fix = f"{adapter.name} takes {takes}."
+    else:
+        fix = f"{adapter.name} takes no {OPTION_FLAG}: drop it (its data come from --data)."
+    raise BenchmarkError(adapter.name, f"unknown {OPTION_FLAG} '{unknown[0]}'.",
+                         field=unknown[0], fix=fix)
 
 
 def load_benchmark(name: str, path: str | Path | None = None, *, variant: str | None = None,

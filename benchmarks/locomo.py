@@ -6,7 +6,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from benchmarks._registry import read_json, register, sha256_of
+from benchmarks._registry import check_options, read_json, register, sha256_of
 from benchmarks.errors import BenchmarkError, LoadWarnings
 from benchmarks.model import Benchmark, Conversation, Question, Session, Turn
 
@@ -50,6 +50,7 @@ class LoCoMoAdapter:
 
     name = "locomo"
     embedded = False
+    options: dict[str, str] = {}
 
     def sniff(self, raw: Any) -> str | None:
         if (isinstance(raw, list) and raw and isinstance(raw[0], dict)
@@ -58,9 +59,7 @@ class LoCoMoAdapter:
         return None
 
     def load(self, path: Path | None, *, variant: str | None = None, **options: Any) -> Benchmark:
-        if options:
-            raise BenchmarkError(path, f"unknown option(s) {sorted(options)} for locomo.",
-                                 fix="locomo takes only --data.")
+        check_options(self, options)
         assert path is not None
         raw = read_json(path, self.name)
         if self.sniff(raw) is None:

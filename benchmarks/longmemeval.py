@@ -5,7 +5,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from benchmarks._registry import read_json, register, sha256_of
+from benchmarks._registry import check_options, read_json, register, sha256_of
 from benchmarks.errors import BenchmarkError, LoadWarnings
 from benchmarks.model import Benchmark, Conversation, Question, Session, Turn
 
@@ -43,6 +43,7 @@ class LongMemEvalAdapter:
 
     name = "longmemeval"
     embedded = False
+    options: dict[str, str] = {}
 
     def sniff(self, raw: Any) -> str | None:
         if (isinstance(raw, list) and raw and isinstance(raw[0], dict)
@@ -51,9 +52,7 @@ class LongMemEvalAdapter:
         return None
 
     def load(self, path: Path | None, *, variant: str | None = None, **options: Any) -> Benchmark:
-        if options:
-            raise BenchmarkError(path, f"unknown option(s) {sorted(options)} for longmemeval.",
-                                 fix="longmemeval takes --data and --variant.")
+        check_options(self, options)
         assert path is not None
         if variant is not None and variant not in VARIANTS:
             raise BenchmarkError(path, f"unknown LongMemEval variant '{variant}'.",

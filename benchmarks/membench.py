@@ -7,7 +7,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from benchmarks._registry import read_json, register, sha256_of
+from benchmarks._registry import check_options, read_json, register, sha256_of
 from benchmarks.errors import BenchmarkError, LoadWarnings
 from benchmarks.model import Benchmark, Conversation, Question, Session, Turn
 
@@ -99,6 +99,7 @@ class MemBenchAdapter:
 
     name = "membench"
     embedded = False
+    options: dict[str, str] = {}
 
     def sniff(self, raw: Any) -> str | None:
         if not isinstance(raw, dict):
@@ -109,9 +110,7 @@ class MemBenchAdapter:
         return schema_variant(raw) or "unknown"
 
     def load(self, path: Path | None, *, variant: str | None = None, **options: Any) -> Benchmark:
-        if options:
-            raise BenchmarkError(path, f"unknown option(s) {sorted(options)} for membench.",
-                                 fix="membench takes only --data and --variant.")
+        check_options(self, options)
         assert path is not None
         if variant is not None and variant not in VARIANTS:
             raise BenchmarkError(path, f"unknown MemBench variant '{variant}'.", field="variant",

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from benchmarks._registry import register
+from benchmarks._registry import check_options, register
 from benchmarks.errors import BenchmarkError
 from benchmarks.model import Benchmark, Conversation, Question, Session, Turn
 
@@ -20,6 +20,18 @@ DEFAULTS: dict[str, int] = {"seed": 0, "conversations": 8, "sessions": 12, "turn
 #: Upper bounds; ``questions`` is per conversation and bounded so the pools below never run dry.
 LIMITS: dict[str, int] = {"conversations": 10_000, "sessions": 1_000, "turns": 1_000,
                           "questions": 100}
+#: The ``--benchmark-option`` keys, for both shapes.
+OPTIONS: dict[str, str] = {
+    "shape": "locomo (default: conversations between two people, LoCoMo's categories) or "
+             "longmemeval (one user/assistant haystack per question, LongMemEval's types)",
+    "seed": "seed of everything generated (default 0)",
+    "conversations": "locomo shape: how many conversations (default 8)",
+    "sessions": "sessions per conversation (default 12); longmemeval: per haystack (default "
+                "50, the S size; 500 is the M size)",
+    "turns": "turns per session (default 20; longmemeval: about that many, default 10)",
+    "questions": "per conversation (default 25); longmemeval: in all (default 500)",
+}
+SHAPES = ("locomo", "longmemeval")
 #: Share of each LoCoMo category among a conversation's questions beyond one of each.
 CATEGORY_SHARES: dict[str, float] = {"1": 0.15, "2": 0.2, "3": 0.1, "4": 0.35, "5": 0.2}
 #: Relative time phrases of temporal turns: days back from the session date ...
@@ -389,16 +401,19 @@ def generate(seed: int = DEFAULTS["seed"], conversations: int = DEFAULTS["conver
                      questions=tuple(all_questions))
 
 
-def validate_parameters(options: dict[str, Any]) -> dict[str, int]:
+def validate_parameters(options: dict[str, Any], defaults: dict[str, int] = DEFAULTS,
+                        limits: dict[str, int] = LIMITS, shape: str = "locomo") -> dict[str, int]:
     """Defaults filled in and every value checked; BenchmarkError names a bad field and the fix."""
-    unknown = sorted(set(options) - set(DEFAULTS))
+    unknown = sorted(set(options) - set(defaults))
     if unknown:
-        raise BenchmarkError("synthetic", f"unknown option '{unknown[0]}'.", field=unknown[0],
-                             fix=f"use only {', '.join(DEFAULTS)}.")
-    params = dict(DEFAULTS)
+        raise BenchmarkError("synthetic", f"'{unknown[0]}' is not an option of shape={shape}.",
+                             field=unknown[0], fix=f"use only {', '.join(defaults)}"
+                             + (" (one haystack per question: size it by questions and "
+                                "sessions)." if shape == "longmemeval" else "."))
+    params = dict(defaults)
     for key, value in options.items():
-        params[key] = _as_int(key, value)
-    for key, high in LIMITS.items():
+        params[key] = _as_int(key, value, defaults[key])
+    for key, high in limits.items():
         if not 1 <= params[key] <= high:
             raise BenchmarkError("synthetic", f"{key}={params[key]} is out of range.", field=key,
                                  fix=f"pass {key} between 1 and {high}.")
@@ -438,6 +453,7 @@ class SyntheticAdapter:
 
     name = "synthetic"
     embedded = True
+    options = OPTIONS
 
     def sniff(self, raw: Any) -> str | None:
         return None
@@ -449,12 +465,23 @@ class SyntheticAdapter:
                                  fix="drop --data, or pick the benchmark the file belongs to.")
         if variant is not None:
             raise BenchmarkError("synthetic", f"has no variant '{variant}'.", field="variant",
-                                 fix=f"drop --variant and pass options ({', '.join(DEFAULTS)}).")
-        params = validate_parameters(options)
-        return generate(**params)
+                                 fix=f"drop --variant and size it with --benchmark-option "
+                                     f"({', '.join(OPTIONS)}).")
+        check_options(self, options)
+        options = dict(options)
+        shape = str(options.pop("shape", "locomo")).strip()
+        if shape == "locomo":
+            return generate(**validate_parameters(options))
+        if shape == "longmemeval":
+            from benchmarks import _synthetic_longmemeval as lme
+
+            return lme.generate(**validate_parameters(options, lme.DEFAULTS, lme.LIMITS, shape))
+        raise BenchmarkError("synthetic", f"shape={shape!r} is not a shape of the synthetic "
+                             "benchmark.", field="shape", fix=f"pass one of: "
+                             f"{', '.join(f'shape={s}' for s in SHAPES)}.")
 
 
-def _as_int(key: str, value: Any) -> int:
+def _as_int(key: str, value: Any, default: int) -> int:
     # Strings are accepted because command-line options arrive as text.
     if isinstance(value, int) and not isinstance(value, bool):
         return value
@@ -464,7 +491,7 @@ def _as_int(key: str, value: Any) -> int:
         except ValueError:
             pass
     raise BenchmarkError("synthetic", f"{key}={value!r} is not an integer.", field=key,
-                         fix=f"pass {key} as a whole number, e.g. {key}={DEFAULTS[key]}.")
+                         fix=f"pass {key} as a whole number, e.g. {key}={default}.")
 
 
 def _article(word: str) -> str:

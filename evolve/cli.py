@@ -7,7 +7,7 @@ from typing import Any, Optional
 import typer
 
 from benchmarks.errors import MemevolveError
-from evolve.console import console, table, user_errors
+from evolve.console import BenchmarkOptionOpt, console, table, user_errors
 from evolve.bench.cli import bench_app
 from evolve.router.cli import routed_eval, router_app
 
@@ -54,12 +54,13 @@ def data_verify(path: Path = typer.Argument(..., help="A benchmark file (or MemB
 def data_stats(
     benchmark: str = typer.Option("synthetic", help="Benchmark name."),
     data: Optional[Path] = typer.Option(None, help="Benchmark file (default: fetched copy)."),
+    benchmark_option: Optional[list[str]] = BenchmarkOptionOpt,
 ) -> None:
     """Print sizes, categories, evidence and load-warning counts of a benchmark."""
-    from benchmarks import load_benchmark
+    from benchmarks import load_benchmark, parse_options
     from benchmarks.data import stats
 
-    _print_stats(stats(load_benchmark(benchmark, data)))
+    _print_stats(stats(load_benchmark(benchmark, data, **parse_options(benchmark_option))))
 
 
 def _print_stats(values: dict[str, object]) -> None:
@@ -147,7 +148,9 @@ def _config(config_file: Optional[Path], preset: Optional[str], answer_model: Op
 @user_errors
 def eval_command(
     benchmark: str = BenchmarkOpt, data: Optional[Path] = DataOpt,
-    variant: Optional[str] = VariantOpt, split: str = SplitOpt, split_seed: int = SplitSeedOpt,
+    variant: Optional[str] = VariantOpt,
+    benchmark_option: Optional[list[str]] = BenchmarkOptionOpt,
+    split: str = SplitOpt, split_seed: int = SplitSeedOpt,
     part: str = typer.Option("all", help="Which part of the split: dev, test or all."),
     config_file: Optional[Path] = typer.Option(None, "--config", help="Config YAML (e.g. from "
                                                "'memevolve export')."),
@@ -167,7 +170,7 @@ def eval_command(
     import time
     import uuid
 
-    from benchmarks import load_benchmark
+    from benchmarks import load_benchmark, parse_options
     from benchmarks.splits import make_split
     from evolve.evaluation import Evaluator, evaluate_configs, objective_column
     from evolve.memory.system import EmbedderSpec, LLMSpec
@@ -181,7 +184,8 @@ def eval_command(
         judge = _llm_dict(judge_model, api_base, server if judge_model or local_llm else None)
         if objective == "judge" and judge is None:
             raise MemevolveError("objective 'judge' needs a judge model. Fix: pass --judge-model.")
-        bench = load_benchmark(benchmark, data, variant=variant)
+        bench = load_benchmark(benchmark, data, variant=variant,
+                               **parse_options(benchmark_option))
         the_split = make_split(bench, split, seed=split_seed)
         if router is not None or lam is not None or budget is not None:
             if router is None or config_file is not None or preset is not None:
@@ -212,7 +216,9 @@ def eval_command(
 @user_errors
 def run_command(
     benchmark: str = BenchmarkOpt, data: Optional[Path] = DataOpt,
-    variant: Optional[str] = VariantOpt, split: str = SplitOpt, split_seed: int = SplitSeedOpt,
+    variant: Optional[str] = VariantOpt,
+    benchmark_option: Optional[list[str]] = BenchmarkOptionOpt,
+    split: str = SplitOpt, split_seed: int = SplitSeedOpt,
     config_file: Optional[Path] = typer.Option(None, "--config", help="Start config YAML."),
     preset: Optional[str] = typer.Option(None, help="Start preset: weak (default) or strong."),
     diagnoser: str = typer.Option("rules", help="rules (no LLM) or llm."),
@@ -240,6 +246,7 @@ def run_command(
     """Evolve a retrieval config on the dev split, guarded; report the best once on test."""
     import os
 
+    from benchmarks import parse_options
     from evolve.evolution import EvolveSettings, evolve
     from evolve.reporting import print_outcome, write_plots
     from evolve.store import RunStore
@@ -258,7 +265,8 @@ def run_command(
                                      "(any litellm model) or --local-llm.")
             settings = EvolveSettings(
                 benchmark=benchmark, data=str(data) if data else None, variant=variant,
-                split=split, split_seed=split_seed, preset=None if config_file else preset or "weak",
+                benchmark_options=parse_options(benchmark_option), split=split,
+                split_seed=split_seed, preset=None if config_file else preset or "weak",
                 config_path=str(config_file) if config_file else None, diagnoser=diagnoser,
                 diagnoser_model=diag, objective=objective, max_context_tokens=max_context_tokens,
                 candidates=candidates, max_rounds=max_rounds, explore_after=explore_after,

@@ -5,11 +5,20 @@ import functools
 import sys
 from typing import Any, Callable, Iterable, NoReturn, Sequence
 
+import typer
 from rich.console import Console
 from rich.table import Table
 
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
+
+
+#: Every command that loads a benchmark takes this (repeatable); benchmarks.parse_options reads it.
+BenchmarkOptionOpt = typer.Option(
+    None, "--benchmark-option", metavar="KEY=VALUE",
+    help="An adapter option, repeatable: e.g. -b synthetic --benchmark-option "
+         "shape=longmemeval --benchmark-option questions=100 (an unknown key lists the valid "
+         "ones).")
 
 
 def fail(message: str, code: int = 2) -> NoReturn:

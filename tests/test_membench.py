@@ -266,5 +266,5 @@ def test_directory_without_qtype_files_is_an_error(tmp_path):
 
 
 def test_unknown_option_is_an_error(third_file):
-    with pytest.raises(BenchmarkError, match="unknown option"):
+    with pytest.raises(BenchmarkError, match="unknown --benchmark-option 'shuffle'"):
         load(third_file, shuffle=True)

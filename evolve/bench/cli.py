@@ -11,7 +11,7 @@ from typing import Optional
 import typer
 
 from benchmarks.errors import MemevolveError
-from evolve.console import console, table, user_errors
+from evolve.console import BenchmarkOptionOpt, console, table, user_errors
 
 bench_app = typer.Typer(help="Benchmarks of memevolve itself: search efficiency against other "
                         "strategies, evaluation throughput, scale on LongMemEval.",
@@ -90,6 +90,7 @@ def search_command(
                                   "membench or synthetic."),
     data: Optional[Path] = typer.Option(None, "--data", help="Benchmark file (default: the "
                                         "fetched copy)."),
+    benchmark_option: Optional[list[str]] = BenchmarkOptionOpt,
     split: str = typer.Option("default", help="Split (LoCoMo default: conversations 0-7 dev, "
                               "8-9 test)."),
     preset: str = typer.Option("weak", help="Start config of every strategy."),
@@ -108,7 +109,7 @@ def search_command(
     db: Path = DbOpt, out: Path = OutOpt, smoke: bool = SmokeOpt,
 ) -> None:
     """memevolve's loop vs Optuna TPE, random search, hill-climber at equal dev evaluations."""
-    from benchmarks import load_benchmark
+    from benchmarks import load_benchmark, parse_options
     from benchmarks.splits import make_split
     from evolve.bench.search import (SearchSetup, run_search, summary, summary_markdown,
                                      verdicts)
@@ -118,16 +119,18 @@ def search_command(
     budget_list = _ints(budgets or ("6" if smoke else "30,60"), "--budgets")
     seed_list = _ints(seeds or ("0,1" if smoke else "0,1,2"), "--seeds")
     per_round = candidates or (2 if smoke else 4)
+    options = parse_options(benchmark_option)
     if smoke:
-        benchmark, data = "synthetic", None
-    bench = load_benchmark(benchmark, data, **(SMOKE_SYNTHETIC if smoke else {}))
+        benchmark, data, options = "synthetic", None, SMOKE_SYNTHETIC
+    bench = load_benchmark(benchmark, data, **options)
     the_split = make_split(bench, split)
     run_id = _bench_id("search")
     # memevolve's own run stores stay beside the table, for 'memevolve report RUN --db FILE'.
     setup = SearchSetup(bench, the_split, preset=preset, max_context_tokens=max_context_tokens,
                         candidates=per_round, keep_runs=out / run_id)
     command = " ".join(["memevolve bench search", *(["--smoke"] if smoke else
-                        ["-b", benchmark] + (["--data", _quote(data)] if data else [])),
+                        ["-b", benchmark] + (["--data", _quote(data)] if data else [])
+                        + [f"--benchmark-option {k}={_quote(v)}" for k, v in options.items()]),
                         "--split", split, "--preset", preset, "--strategies", ",".join(names),
                         "--budgets", ",".join(map(str, budget_list)),
                         "--seeds", ",".join(map(str, seed_list)),

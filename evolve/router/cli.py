@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Optional
 import typer
 
 from benchmarks.errors import MemevolveError
-from evolve.console import console, table, user_errors
+from evolve.console import BenchmarkOptionOpt, console, table, user_errors
 from evolve.router import frontier as _frontier
 
 if TYPE_CHECKING:
@@ -28,6 +28,7 @@ def train_command(
                                   help="locomo, longmemeval, membench or synthetic."),
     data: Optional[Path] = typer.Option(None, "--data", help="Benchmark file or folder."),
     variant: Optional[str] = typer.Option(None, help="Benchmark variant."),
+    benchmark_option: Optional[list[str]] = BenchmarkOptionOpt,
     split: str = typer.Option("default", help="default (LoCoMo: budgetmem), random, stratified; "
                               "train on dev minus its last quarter of conversations, validate "
                               "on that quarter, test on test."),
@@ -54,7 +55,7 @@ def train_command(
     api_base: Optional[str] = typer.Option(None, "--api-base", help="API base of that model."),
 ) -> None:
     """Log every tier combination on the split, then train one policy per seed (REINFORCE)."""
-    from benchmarks import load_benchmark
+    from benchmarks import load_benchmark, parse_options
     from benchmarks.splits import make_split
     from evolve.evaluation import Evaluator
     from evolve.memory.system import EmbedderSpec, LLMSpec
@@ -69,7 +70,8 @@ def train_command(
         raise MemevolveError(f"{exc}. Fix: pass 0 < --lambda-min < --lambda-max.") from None
     answer = _answer_llm(answer_model, api_base)
     space = _tier_space(tiers, modules, answer_model)
-    bench = load_benchmark(benchmark, data, variant=variant)
+    options = parse_options(benchmark_option)
+    bench = load_benchmark(benchmark, data, variant=variant, **options)
     the_split = make_split(bench, split, seed=split_seed)
     run_id = f"router-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
     out = out or db.parent / f"router-{bench.name}.pt"
@@ -85,6 +87,7 @@ def train_command(
                                  objective=objective, seeds=seed_list, settings=settings,
                                  report=console.print)
         model.benchmark["data"] = str(data) if data else None
+        model.benchmark["options"] = options
         path = model.save(out)
         store.insert_rows("router_models", [{
             "model_id": run_id, "path": str(path), "tiers_hash": model.tiers_hash,
@@ -237,7 +240,7 @@ def _benchmark(model: Any, data: Optional[Path]):
 
     info = model.benchmark
     # The key (name, variant, content hash) is checked below; the variant is inferred again.
-    bench = load_benchmark(info["name"], data or info.get("data"))
+    bench = load_benchmark(info["name"], data or info.get("data"), **info.get("options", {}))
     if bench.key != info["key"]:
         raise MemevolveError(f"{model.source} was trained on {info['key']}, but the benchmark "
                              f"loaded is {bench.key}. Fix: pass --data with the file it was "
