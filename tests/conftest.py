@@ -5,7 +5,24 @@ import importlib.util
 import os
 from pathlib import Path
 
-import pytest
+# Before anything imports litellm (a test module may import it first): its price list comes from
+# the local copy, and the guard refuses and records any connection that leaves this machine.
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+import netguard  # noqa: E402  (tests/ is on sys.path: pytest puts a conftest's folder there)
+
+netguard.install()
+
+import pytest  # noqa: E402
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """The whole run fails if anything tried to reach the network, even if no test noticed."""
+    if netguard.attempts:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line("Network access attempted during the tests (refused): "
+                                + "; ".join(sorted(set(netguard.attempts))), red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 SHARED_DATA = Path(os.environ.get("MEMEVOLVE_SHARED_DATA",
                                   Path(__file__).resolve().parents[2] / "shared" / "data"))
@@ -70,6 +87,27 @@ def local_llm_server():
 
     with LocalLLMServer(n_ctx=8192) as server:
         yield server
+
+
+@pytest.fixture(autouse=True)
+def _local_llm_server_alive(request):
+    """A test that uses the server fails with the server's exit cause and the end of its log
+    when the server has died, instead of retrying into "Connection refused"."""
+    if "local_llm_server" not in request.fixturenames:
+        yield
+        return
+    from benchmarks.errors import MemevolveError
+
+    server = request.getfixturevalue("local_llm_server")
+    try:
+        server.check_alive()
+    except MemevolveError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    yield
+    try:
+        server.check_alive()
+    except MemevolveError as exc:
+        pytest.fail(f"during this test, {exc}", pytrace=False)
 
 
 class ScriptedProvider:

@@ -8,7 +8,8 @@ import pytest
 from evolve.evolution import EvolveSettings, evolve
 from evolve.store import RunStore
 
-pytestmark = [pytest.mark.llm, pytest.mark.slow]
+# One evolution round of multi-thousand-token prompts on a CPU: minutes on a busy 2-core box.
+pytestmark = [pytest.mark.llm, pytest.mark.slow, pytest.mark.timeout(900)]
 
 SYNTHETIC = {"conversations": 3, "sessions": 3, "turns": 10, "questions": 10}
 MAX_CONTEXT_TOKENS = 1000

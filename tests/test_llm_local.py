@@ -1,6 +1,8 @@
 """The LLM path against a real llama-cpp-python server (SmolLM2-135M): shapes, never correctness."""
 from __future__ import annotations
 
+import os
+import signal
 import urllib.request
 
 import litellm
@@ -11,7 +13,7 @@ from benchmarks.errors import MemevolveError
 from benchmarks.model import Question
 from evolve.judge import LLMJudge
 from evolve.llm import LLMClient, LLMReplyError, ResponseCache
-from evolve.local_llm import LocalLLMServer
+from evolve.local_llm import LocalLLMServer, smoke_check
 from evolve.memory.answer_llm import LLMAnswerer
 
 pytestmark = [pytest.mark.llm, pytest.mark.slow]
@@ -104,3 +106,21 @@ def test_a_server_that_cannot_start_reports_its_output(tmp_path, llm_packages):
         with LocalLLMServer(model_path=broken, startup_timeout_s=60):
             pass
     assert "broken.gguf" in str(raised.value)
+
+
+def test_a_server_that_dies_is_reported_with_its_cause_and_the_fix(llm_packages):
+    with LocalLLMServer() as server:
+        server.check_alive()
+        # What an AVX-512 build does on a CPU without it: SIGILL on the first request.
+        os.kill(server._process.pid, signal.SIGILL)
+        server._process.wait(timeout=30)
+        with pytest.raises(MemevolveError, match="SIGILL") as raised:
+            server.check_alive()
+    message = str(raised.value)
+    assert "Illegal instruction" in message and "make llm" in message
+
+
+def test_smoke_check_serves_a_chat_completion_and_an_embedding(llm_packages):
+    checked = smoke_check()
+    assert checked[0].startswith("chat completion: ")
+    assert checked[1].startswith("embedding: ") and "dimensions" in checked[1]
