@@ -7,7 +7,7 @@ from typing import Any, Optional
 import typer
 
 from benchmarks.errors import MemevolveError
-from evolve.console import BenchmarkOptionOpt, console, table, user_errors
+from evolve.console import BenchmarkOptionOpt, console, fail, table, user_errors
 from evolve.bench.cli import bench_app
 from evolve.router.cli import routed_eval, router_app
 
@@ -94,17 +94,31 @@ LocalLLMOpt = typer.Option(False, "--local-llm", help="Serve SmolLM2-135M locall
 ObjectiveOpt = typer.Option("recall_in_context", help="Metric to optimise: recall_in_context, "
                             "recall_at_k, answer_f1 or judge.")
 MaxTokensOpt = typer.Option(1000, "--max-context-tokens", help="Cap on the context budget.")
+LLMTimeoutOpt = typer.Option(None, "--llm-timeout", help="Seconds per LLM request attempt "
+                             "(default 60).")
+LLMRetriesOpt = typer.Option(None, "--llm-retries", help="Retries of a failed LLM request on "
+                             "timeouts, rate limits and server errors (default 3).")
+LLMConcurrencyOpt = typer.Option(None, "--llm-concurrency", help="LLM calls in flight at once "
+                                 "per evaluation worker (default 4).")
 
 
-def _llm_dict(model: str | None, api_base: str | None, local: Any) -> dict[str, Any] | None:
+def _llm_dict(model: str | None, api_base: str | None, local: Any,
+              tuning: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    """LLM settings fields for a model; ``tuning`` holds the --llm-* options given."""
     if local is not None:
-        return local.settings.model_dump(mode="json") | {"api_key": "sk-local"}
-    if model is None:
+        out = local.settings.model_dump(mode="json") | {"api_key": "sk-local"}
+    elif model is None:
         return None
-    out: dict[str, Any] = {"model": model}
-    if api_base:
-        out["api_base"] = api_base
-    return out
+    else:
+        out = {"model": model}
+        if api_base:
+            out["api_base"] = api_base
+    return out | {k: v for k, v in (tuning or {}).items() if v is not None}
+
+
+def _llm_tuning(timeout: float | None, retries: int | None,
+                concurrency: int | None) -> dict[str, Any]:
+    return {"timeout_s": timeout, "max_retries": retries, "concurrency": concurrency}
 
 
 class _MaybeLocalLLM:
@@ -165,6 +179,8 @@ def eval_command(
                                         "trained range (higher: cheaper tiers)."),
     budget: Optional[float] = typer.Option(None, "--budget", help="Router: mean context tokens "
                                            "per question to stay within (picks the lambda)."),
+    llm_timeout: Optional[float] = LLMTimeoutOpt, llm_retries: Optional[int] = LLMRetriesOpt,
+    llm_concurrency: Optional[int] = LLMConcurrencyOpt,
 ) -> None:
     """Evaluate one config (or a router) on a benchmark in parallel; store every outcome."""
     import time
@@ -174,14 +190,16 @@ def eval_command(
     from benchmarks.splits import make_split
     from evolve.evaluation import Evaluator, evaluate_configs, objective_column
     from evolve.memory.system import EmbedderSpec, LLMSpec
-    from evolve.reporting import category_table
+    from evolve.reporting import category_table, invalid_reasons, print_invalid
     from evolve.store import RunStore
 
     objective_column(objective)
+    tuning = _llm_tuning(llm_timeout, llm_retries, llm_concurrency)
     with _MaybeLocalLLM(local_llm) as server:
-        answer = _llm_dict(answer_model, api_base, server)
+        answer = _llm_dict(answer_model, api_base, server, tuning)
         config = _config(config_file, preset, answer["model"] if answer else None)
-        judge = _llm_dict(judge_model, api_base, server if judge_model or local_llm else None)
+        judge = _llm_dict(judge_model, api_base, server if judge_model or local_llm else None,
+                          tuning)
         if objective == "judge" and judge is None:
             raise MemevolveError("objective 'judge' needs a judge model. Fix: pass --judge-model.")
         bench = load_benchmark(benchmark, data, variant=variant,
@@ -199,16 +217,32 @@ def eval_command(
         with RunStore(db) as store:
             store.create_run(run_id, "eval", bench, the_split,
                              {"part": part, "objective": objective, "config": config.config_hash})
-            with Evaluator(bench, workers=workers, ray_address=ray_address,
-                           embedder=EmbedderSpec(), llm=LLMSpec(answer=answer, judge=judge),
-                           progress=True) as evaluator:
-                result = evaluate_configs(evaluator, [config], ids, part=part,
-                                          objective=objective, store=store, run_id=run_id)[0]
-            store.finish_run(run_id, "done")
-    console.print(category_table(f"{bench.name} {part} ({len(ids)} questions), config "
-                                 f"{config.config_hash}", result.rows))
-    console.print(f"run {run_id}: {objective} {result.score:.4f}; {result.n_reused} of "
+            console.print(f"run {run_id}: evaluating {config.config_hash} on {len(ids)} "
+                          f"{bench.name} {part} questions")
+            try:
+                with Evaluator(bench, workers=workers, ray_address=ray_address,
+                               embedder=EmbedderSpec(), llm=LLMSpec(answer=answer, judge=judge),
+                               progress=True) as evaluator:
+                    result = evaluate_configs(evaluator, [config], ids, part=part,
+                                              objective=objective, store=store,
+                                              run_id=run_id)[0]
+            except BaseException:
+                store.finish_run(run_id, "failed")
+                raise
+            invalid = invalid_reasons(result.rows)
+            all_invalid = bool(ids) and sum(invalid.values()) == len(ids)
+            store.finish_run(run_id, "failed" if all_invalid else "done")
+    if not all_invalid:
+        console.print(category_table(f"{bench.name} {part} ({len(ids)} questions), config "
+                                     f"{config.config_hash}", result.rows))
+    score = "n/a" if result.score is None else f"{result.score:.4f}"
+    console.print(f"run {run_id}: {objective} {score}; {result.n_reused} of "
                   f"{len(ids)} outcomes reused from {db}; {result.wall_s:.2f}s")
+    if invalid:
+        print_invalid(invalid, len(ids))
+    if all_invalid:
+        fail(f"run {run_id} failed: every one of its {len(ids)} questions is invalid (not "
+             "scored), see above. Fix: repair what the reasons name, then rerun.", code=1)
 
 
 # Evolution ------------------------------------------------------------------------------------
@@ -358,6 +392,32 @@ def report_command(
         print_trajectory(store, run_id)
         for path in write_plots(store, run_id, out or db.parent / run_id):
             console.print(f"plot {path}")
+
+
+cache_app = typer.Typer(help="The shared disk caches of LLM replies and embeddings.",
+                        no_args_is_help=True)
+app.add_typer(cache_app, name="cache")
+
+
+@cache_app.command("clear")
+@user_errors
+def cache_clear(
+    llm: bool = typer.Option(True, help="Delete the stored LLM replies."),
+    embeddings: bool = typer.Option(False, help="Delete the stored embeddings too (recomputing "
+                                    "them takes minutes on a large benchmark)."),
+) -> None:
+    """Delete cached LLM replies (and, asked for, embeddings) under $MEMEVOLVE_CACHE_DIR."""
+    from evolve.embeddings import EmbeddingCache
+    from evolve.llm import ResponseCache
+
+    if llm:
+        replies = ResponseCache()
+        console.print(f"deleted {replies.clear()} LLM replies from {replies.path}")
+        replies.close()
+    if embeddings:
+        vectors = EmbeddingCache()
+        console.print(f"deleted {vectors.clear()} embeddings from {vectors.path}")
+        vectors.close()
 
 
 @app.command("space")

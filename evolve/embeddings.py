@@ -3,16 +3,15 @@ from __future__ import annotations
 
 import hashlib
 import os
-import random
 import sqlite3
 import threading
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Protocol, TypeVar
 
 import numpy as np
 
 from benchmarks.errors import MemevolveError
+from evolve.retry import retrying
 from evolve.sqlite_cache import open_shared
 
 if TYPE_CHECKING:
@@ -177,6 +176,13 @@ class EmbeddingCache:
             return connection.execute("SELECT count(*) FROM embeddings WHERE model_id = ?",
                                       (model_id,)).fetchone()[0]
 
+    def clear(self) -> int:
+        """Delete every stored vector; returns how many there were."""
+        with self._lock:
+            connection = self._connect()
+            with connection:
+                return connection.execute("DELETE FROM embeddings").rowcount
+
     def close(self) -> None:
         with self._lock:
             if self._connection is not None and self._pid == os.getpid():
@@ -340,28 +346,26 @@ class LiteLLMEmbedder:
 
         retryable = (litellm.Timeout, litellm.RateLimitError, litellm.APIConnectionError,
                      litellm.ServiceUnavailableError, litellm.InternalServerError)
-        for attempt in range(1, self.max_attempts + 1):
-            try:
-                response = litellm.embedding(model=self.model, input=batch, api_base=self.api_base,
-                                             api_key=self.api_key, timeout=self.timeout)
-                break
-            except retryable as exc:
-                if attempt == self.max_attempts:
-                    raise EmbeddingError(
-                        f"embedding model '{self.model}' failed {attempt} times "
-                        f"({type(exc).__name__}: {_first_line(exc)}).",
-                        fix=f"check that {self.api_base or 'the provider'} is reachable and serves "
-                            "embeddings, or raise timeout / max_attempts for a slow or "
-                            "rate-limited endpoint.") from exc
-                # Jitter spreads the retries of parallel workers hitting the same rate limit.
-                delay = min(self.max_backoff_s, self.backoff_s * 2 ** (attempt - 1))
-                time.sleep(delay * random.uniform(0.5, 1.0))
-            except openai.OpenAIError as exc:
-                raise EmbeddingError(
-                    f"embedding model '{self.model}' rejected the request "
-                    f"({type(exc).__name__}: {_first_line(exc)}).",
-                    fix="check the model name (litellm form 'provider/model'), the API key and "
-                        "that the endpoint offers embeddings.") from exc
+        policy = retrying(attempts=self.max_attempts,
+                          retry_on=lambda exc: isinstance(exc, retryable),
+                          first_s=self.backoff_s, max_s=self.max_backoff_s,
+                          what=f"embedding model {self.model}")
+        try:
+            response = policy(litellm.embedding, model=self.model, input=batch,
+                              api_base=self.api_base, api_key=self.api_key, timeout=self.timeout)
+        except retryable as exc:
+            raise EmbeddingError(
+                f"embedding model '{self.model}' failed {policy.statistics['attempt_number']} "
+                f"times ({type(exc).__name__}: {_first_line(exc)}).",
+                fix=f"check that {self.api_base or 'the provider'} is reachable and serves "
+                    "embeddings, or raise timeout / max_attempts for a slow or "
+                    "rate-limited endpoint.") from exc
+        except openai.OpenAIError as exc:
+            raise EmbeddingError(
+                f"embedding model '{self.model}' rejected the request "
+                f"({type(exc).__name__}: {_first_line(exc)}).",
+                fix="check the model name (litellm form 'provider/model'), the API key and "
+                    "that the endpoint offers embeddings.") from exc
         embeddings = [item["embedding"] for item in sorted(response.data,
                                                            key=lambda item: item["index"])]
         if embeddings and embeddings[0] and isinstance(embeddings[0][0], list):

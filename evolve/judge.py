@@ -44,7 +44,8 @@ class LLMJudge:
         self.client = client
 
     def judge(self, question: Question, prediction: str) -> JudgeOutcome:
-        result = self.client.complete(judge_messages(question, prediction), purpose="judge")
+        result = self.client.complete(judge_messages(question, prediction), purpose="judge",
+                                      validate=_readable_verdict)
         return JudgeOutcome(parse_verdict(result.text), result.text, [result.call])
 
 
@@ -63,6 +64,11 @@ def judge_messages(question: Question, prediction: str) -> list[dict[str, str]]:
         raise ValueError(f"question {question.id!r} has no gold answer and is not adversarial, "
                          "so it cannot be judged; the benchmark loader should set `answers`")
     return [{"role": "user", "content": prompt}]
+
+
+def _readable_verdict(reply: str) -> None:
+    if parse_verdict(reply) is None:
+        raise ValueError(f"no yes/no verdict in {reply[:80]!r}")
 
 
 def parse_verdict(reply: str) -> bool | None:

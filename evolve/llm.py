@@ -11,7 +11,7 @@ import time
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Literal, TypeVar, get_args
+from typing import Any, Callable, Literal, TypeVar, get_args
 from urllib.parse import urlparse
 
 import litellm
@@ -19,6 +19,7 @@ import openai
 from pydantic import BaseModel, Field, SecretStr, ValidationError
 
 from benchmarks.errors import MemevolveError
+from evolve.retry import CircuitBreaker, breaker_key, retrying
 from evolve.sqlite_cache import open_shared
 
 log = logging.getLogger(__name__)
@@ -48,7 +49,14 @@ class LLMSettings(BaseModel):
     timeout_s: float = Field(default=60.0, gt=0, description="Per-attempt request timeout.")
     max_retries: int = Field(default=3, ge=0, description="Retries after the first attempt on "
                              "timeouts, rate limits, connection and server errors.")
-    backoff_s: float = Field(default=1.0, ge=0, description="First retry delay; doubles per retry.")
+    backoff_s: float = Field(default=1.0, ge=0, description="First retry delay; doubles per "
+                             "retry, with jitter; a server's Retry-After takes precedence.")
+    breaker_after: int = Field(default=3, ge=1, description="Failed calls in a row after which "
+                               "the endpoint is not called any more (its circuit opens).")
+    breaker_cooldown_s: float = Field(default=300.0, gt=0, description="How long an open "
+                                      "circuit refuses calls before one trial call may go.")
+    concurrency: int = Field(default=4, ge=1, description="LLM calls in flight at once per "
+                             "evaluation worker.")
     temperature: float = Field(default=0.0, ge=0)
     max_tokens: int = Field(default=256, gt=0)
     seed: int = 0
@@ -87,15 +95,17 @@ class LLMResult:
 
 
 class LLMError(MemevolveError):
-    """An LLM call that produced no usable reply; ``call`` is the recorded, failed LLMCall."""
+    """An LLM call that produced no usable reply; ``call`` is the recorded, failed LLMCall
+    (None when nothing was sent: the endpoint's circuit is open)."""
 
-    def __init__(self, message: str, call: LLMCall) -> None:
+    def __init__(self, message: str, call: LLMCall | None) -> None:
         super().__init__(message)
         self.call = call
 
 
 class LLMUnavailable(LLMError):
-    """Retries exhausted on an infrastructure failure: never score it, retry or mark invalid."""
+    """Retries exhausted on an infrastructure failure, or the endpoint's circuit is open: never
+    score it, retry or mark invalid."""
 
 
 class LLMRequestError(LLMError):
@@ -117,9 +127,12 @@ def cache_dir() -> Path:
     return Path(os.environ.get("MEMEVOLVE_CACHE_DIR", Path.home() / ".cache" / "memevolve"))
 
 
-def call_key(model: str, messages: Messages, params: dict[str, Any]) -> str:
-    """Identity of a completion request: same key, same (cacheable) reply."""
-    canonical = json.dumps({"model": model, "messages": messages, "params": params},
+def call_key(model: str, messages: Messages, params: dict[str, Any],
+             api_base: str | None = None) -> str:
+    """Identity of a completion request: same key, same (cacheable) reply. The endpoint is part
+    of it: two servers may serve different weights under one model name."""
+    canonical = json.dumps({"model": model, "api_base": api_base.rstrip("/") if api_base else None,
+                            "messages": messages, "params": params},
                            sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
@@ -153,6 +166,16 @@ class ResponseCache:
                 (key, model, reply.text, reply.prompt_tokens, reply.completion_tokens,
                  datetime.now(timezone.utc).isoformat()))
 
+    def clear(self) -> int:
+        """Delete every stored reply; returns how many there were."""
+        with self._lock:
+            cursor = self._connection().execute("DELETE FROM replies")
+        return cursor.rowcount
+
+    def count(self) -> int:
+        with self._lock:
+            return self._connection().execute("SELECT count(*) FROM replies").fetchone()[0]
+
     def close(self) -> None:
         with self._lock:
             if self._conn is not None:
@@ -179,12 +202,15 @@ class ResponseCache:
 
 
 class LLMClient:
-    """Completions through litellm for one model, with our own retry loop and call accounting."""
+    """Completions through litellm for one model: one retry policy, a circuit breaker per
+    endpoint, a cache of usable replies only, and call accounting (failures included)."""
 
     def __init__(self, settings: LLMSettings, cache: ResponseCache | None = None) -> None:
         self.settings = settings
         self.cache = cache
         self.calls: list[LLMCall] = []
+        self.breaker = CircuitBreaker(breaker_key(settings.api_base, settings.model),
+                                      settings.breaker_after, settings.breaker_cooldown_s)
         self._unpriced_warned = False
         if settings.is_local:
             register_zero_price(settings.model)
@@ -194,14 +220,18 @@ class LLMClient:
         out, self.calls = self.calls, []
         return out
 
-    def complete(self, messages: Messages, *, purpose: Purpose, **params: Any) -> LLMResult:
-        """One reply text; ``params`` (e.g. max_tokens, stop) override the settings' defaults."""
+    def complete(self, messages: Messages, *, purpose: Purpose,
+                 validate: Callable[[str], object] | None = None, **params: Any) -> LLMResult:
+        """One reply text; ``params`` (e.g. max_tokens, stop) override the settings' defaults.
+
+        ``validate`` raises ValueError on a reply that is of no use (no JSON, no verdict): such
+        a reply is returned, but recorded as a failed call with the reason and never cached."""
         if purpose not in PURPOSES:
             raise ValueError(f"unknown LLM call purpose {purpose!r}; expected one of {PURPOSES}")
         request = {"temperature": self.settings.temperature,
                    "max_tokens": self.settings.max_tokens,
                    "seed": self.settings.seed, **params}
-        key = call_key(self.settings.model, messages, request)
+        key = call_key(self.settings.model, messages, request, self.settings.api_base)
         started = time.perf_counter()
         if self.cache is not None and (hit := self.cache.get(key)) is not None:
             call = self._record(key, purpose, started, cached=True, attempts=0,
@@ -214,10 +244,16 @@ class LLMClient:
         usage = getattr(response, "usage", None)
         prompt_tokens = int(getattr(usage, "prompt_tokens", 0) or 0)
         completion_tokens = int(getattr(usage, "completion_tokens", 0) or 0)
+        problem = None
+        if validate is not None:
+            try:
+                validate(text)
+            except ValueError as exc:
+                problem = f"unusable reply: {exc}"
         call = self._record(key, purpose, started, cached=False, attempts=attempts,
                             prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
-                            cost_usd=self._cost(response))
-        if self.cache is not None:
+                            cost_usd=self._cost(response), error=problem)
+        if self.cache is not None and problem is None:
             self.cache.put(key, self.settings.model,
                            CachedReply(text, prompt_tokens, completion_tokens))
         return LLMResult(text, call)
@@ -225,10 +261,13 @@ class LLMClient:
     def complete_json(self, messages: Messages, schema: type[SchemaT], *, purpose: Purpose,
                       **params: Any) -> tuple[SchemaT, str]:
         """The reply parsed into ``schema``, after at most one repair round trip."""
-        first = self.complete(messages, purpose=purpose, **params)
+        def validate(text: str) -> SchemaT:
+            return parse_json_reply(text, schema)
+
+        first = self.complete(messages, purpose=purpose, validate=validate, **params)
         calls = [first.call]
         try:
-            return parse_json_reply(first.text, schema), first.text
+            return validate(first.text), first.text
         except ValueError as exc:
             error = str(exc)
         repair = [*messages,
@@ -236,10 +275,10 @@ class LLMClient:
                   {"role": "user", "content":
                    f"That reply is not valid: {error}\nReply with the corrected JSON only, "
                    f"matching this JSON schema: {json.dumps(schema.model_json_schema())}"}]
-        second = self.complete(repair, purpose=purpose, **params)
+        second = self.complete(repair, purpose=purpose, validate=validate, **params)
         calls.append(second.call)
         try:
-            return parse_json_reply(second.text, schema), second.text
+            return validate(second.text), second.text
         except ValueError as exc:
             raise LLMReplyError(
                 f"LLM {self.settings.model} did not return valid {schema.__name__} JSON "
@@ -248,37 +287,43 @@ class LLMClient:
 
     def _send(self, messages: Messages, request: dict[str, Any], key: str, purpose: str,
               started: float) -> tuple[Any, int]:
-        """The provider's response and the attempts it took; failures are recorded, then raised."""
+        """The provider's response and the attempts it took; failures are recorded, then raised.
+        An endpoint whose circuit is open is not called at all."""
+        refusal = self.breaker.refusal()
+        if refusal is not None:
+            raise LLMUnavailable(f"LLM {self.settings.model} not called: {refusal}. Fix: check "
+                                 f"the server at {self.settings.api_base or 'the provider'}, "
+                                 "then resume or rerun.", None)
+        policy = retrying(attempts=self.settings.max_retries + 1, retry_on=_is_retryable,
+                          first_s=self.settings.backoff_s, what=f"LLM {self.settings.model}")
         attempts = 0
-        while True:
-            attempts += 1
-            try:
-                return litellm.completion(
-                    model=self.settings.model, messages=messages,
-                    api_base=self.settings.api_base, api_key=self._api_key(),
-                    timeout=self.settings.timeout_s,
-                    # Retries are ours (counted, logged, testable): none inside litellm/openai.
-                    num_retries=0, max_retries=0, **request), attempts
-            except Exception as exc:  # noqa: BLE001 - every failure is recorded before it is raised
-                retryable = _is_retryable(exc)
-                problem = self._redact(_describe(exc))
-                if retryable and attempts <= self.settings.max_retries:
-                    delay = self.settings.backoff_s * 2 ** (attempts - 1)
-                    log.warning("LLM %s attempt %d failed (%s); retrying in %.2fs",
-                                self.settings.model, attempts, problem, delay)
-                    time.sleep(delay)
-                    continue
-                call = self._record(key, purpose, started, cached=False, attempts=attempts,
-                                    error=problem)
-                if retryable:
-                    raise LLMUnavailable(
-                        f"LLM {self.settings.model} unavailable after {attempts} attempts: "
-                        f"{problem}. Fix: check that the server at "
-                        f"{self.settings.api_base or 'the provider'} is up, or raise "
-                        "timeout_s / max_retries.", call) from exc
-                raise LLMRequestError(
-                    f"LLM {self.settings.model} refused the request: {problem}. "
-                    f"Fix: {_fix_for(exc)}", call) from exc
+        try:
+            for attempt in policy:
+                with attempt:
+                    attempts = attempt.retry_state.attempt_number
+                    response = litellm.completion(
+                        model=self.settings.model, messages=messages,
+                        api_base=self.settings.api_base, api_key=self._api_key(),
+                        timeout=self.settings.timeout_s,
+                        # Retries are ours (one policy, counted, logged): none inside litellm.
+                        num_retries=0, max_retries=0, **request)
+        except Exception as exc:  # noqa: BLE001 - every failure is recorded before it is raised
+            retryable = _is_retryable(exc)
+            problem = self._redact(_describe(exc))
+            call = self._record(key, purpose, started, cached=False, attempts=attempts,
+                                error=problem)
+            self.breaker.failed(problem, fatal=_endpoint_refuses(exc))
+            if retryable:
+                raise LLMUnavailable(
+                    f"LLM {self.settings.model} unavailable after {attempts} attempts: "
+                    f"{problem}. Fix: check that the server at "
+                    f"{self.settings.api_base or 'the provider'} is up, or raise "
+                    "--llm-timeout / --llm-retries.", call) from exc
+            raise LLMRequestError(
+                f"LLM {self.settings.model} refused the request: {problem}. "
+                f"Fix: {_fix_for(exc)}", call) from exc
+        self.breaker.succeeded()
+        return response, attempts
 
     def _api_key(self) -> str | None:
         return self.settings.api_key.get_secret_value() if self.settings.api_key else None
@@ -374,7 +419,13 @@ def _validation_summary(exc: ValidationError) -> str:
                      for err in exc.errors())
 
 
-def _is_retryable(exc: Exception) -> bool:
+def _endpoint_refuses(exc: BaseException) -> bool:
+    """A refusal that every further call to the endpoint would meet too."""
+    return isinstance(exc, (openai.AuthenticationError, openai.PermissionDeniedError,
+                            openai.NotFoundError))
+
+
+def _is_retryable(exc: BaseException) -> bool:
     # litellm.Timeout and litellm.APIConnectionError both derive from openai.APIConnectionError.
     if isinstance(exc, (openai.APIConnectionError, openai.RateLimitError)):
         return True

@@ -38,6 +38,24 @@ def category_table(title: str, rows: list[dict[str, Any]]) -> Table:
                          "answer F1", "context tokens"], category_summary(rows))
 
 
+def invalid_reasons(rows: list[dict[str, Any]]) -> dict[str, int]:
+    """Why questions were not scored: reason -> how many, most frequent first."""
+    counts: dict[str, int] = defaultdict(int)
+    for row in rows:
+        if row.get("invalid_reason"):
+            counts[row["invalid_reason"]] += 1
+    return dict(sorted(counts.items(), key=lambda item: -item[1]))
+
+
+def print_invalid(reasons: dict[str, int], total: int, shown: int = 3) -> None:
+    """One line per distinct reason (the first ``shown``), never one per question."""
+    console.print(f"{sum(reasons.values())} of {total} questions are invalid (not scored):")
+    for reason, n in list(reasons.items())[:shown]:
+        console.print(f"  {n} x {reason[:400]}", soft_wrap=True)
+    if len(reasons) > shown:
+        console.print(f"  ... and {len(reasons) - shown} other reasons")
+
+
 def print_outcome(store: "RunStore", outcome: "RunOutcome") -> None:
     """Start against evolved config, on dev and (once) on test, and the edits that got there."""
     rows = [["dev", outcome.start.score, outcome.best.score,

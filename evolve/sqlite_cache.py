@@ -1,10 +1,12 @@
 """Opening the sqlite caches that several processes (Ray actors, parallel runs) share."""
 from __future__ import annotations
 
+import logging
 import sqlite3
-import time
 from pathlib import Path
 from typing import Any, Sequence
+
+from evolve.retry import retrying
 
 
 def open_shared(path: Path, setup: Sequence[str], *, timeout_s: float,
@@ -13,21 +15,25 @@ def open_shared(path: Path, setup: Sequence[str], *, timeout_s: float,
 
     Switching a new file to WAL takes an exclusive lock, and sqlite reports "database is locked"
     at once, without waiting out the busy timeout, when another process sets the same file up at
-    that instant. Set-up is therefore retried, with backoff, until ``timeout_s`` has passed.
+    that instant. Set-up is therefore retried, with backoff and jitter, until ``timeout_s`` has
+    passed.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    deadline = time.monotonic() + timeout_s
-    delay = 0.01
-    while True:
+
+    def attempt() -> sqlite3.Connection:
         connection = sqlite3.connect(path, timeout=timeout_s, check_same_thread=False, **connect)
         try:
             for statement in setup:
                 connection.execute(statement)
-            return connection
-        except sqlite3.OperationalError as exc:
+        except BaseException:
             connection.close()
-            contended = "locked" in str(exc) or "busy" in str(exc)
-            if not contended or time.monotonic() + delay > deadline:
-                raise
-            time.sleep(delay)
-            delay = min(delay * 2, 0.5)
+            raise
+        return connection
+
+    return retrying(attempts=10_000, deadline_s=timeout_s, retry_on=_contended, first_s=0.01,
+                    max_s=0.5, what=f"opening {path}", log_level=logging.DEBUG)(attempt)
+
+
+def _contended(exc: BaseException) -> bool:
+    return isinstance(exc, sqlite3.OperationalError) and (
+        "locked" in str(exc) or "busy" in str(exc))

@@ -74,6 +74,26 @@ def require_llm() -> None:
         pytest.skip(message)
 
 
+@pytest.fixture(autouse=True)
+def _fresh_circuit_breakers():
+    """An endpoint that failed in one test must not be refused in the next."""
+    from evolve.retry import CircuitBreaker
+
+    CircuitBreaker.reset_all()
+    yield
+    CircuitBreaker.reset_all()
+
+
+@pytest.fixture()
+def fault_server():
+    """A FaultServer on 127.0.0.1 (mode 'ok' until the test sets one), stopped afterwards; it
+    stops by itself after two minutes whatever happens."""
+    from fault_server import FaultServer
+
+    with FaultServer(lifetime_s=120.0, hang_s=20.0) as server:
+        yield server
+
+
 @pytest.fixture()
 def llm_packages() -> None:
     require_llm()

@@ -251,7 +251,9 @@ def test_every_call_is_stored_and_handed_to_the_loop(provider, diagnoser, make_c
     context = make_context()
     diagnoser.propose(context)
     stored = diagnose_calls(store)
-    assert len(stored) == 2 and all(r["ok"] for r in stored)
+    # The unusable first reply is a failed call with its reason; the repaired one is ok.
+    assert [r["ok"] for r in stored] == [False, True]
+    assert stored[0]["error"].startswith("unusable reply: the reply contains no JSON")
     assert [r["call_key"] for r in stored] == [c["call_key"] for c in context.llm_calls]
     assert all(c["prompt_tokens"] > 0 for c in context.llm_calls)
 

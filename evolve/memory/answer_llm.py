@@ -45,9 +45,14 @@ class LLMAnswerer:
 
     def answer(self, question: Question, context: str, style: str) -> AnswerOutcome:
         messages = answer_messages(question, context, style)
-        result = self.client.complete(messages, purpose="answer")
+        result = self.client.complete(messages, purpose="answer", validate=_has_text)
         text = final_answer(result.text) if style == "reasoned" else result.text.strip()
         return AnswerOutcome(text, [result.call])
+
+
+def _has_text(reply: str) -> None:
+    if not reply.strip():
+        raise ValueError("the reply is empty")
 
 
 def answer_messages(question: Question, context: str, style: str) -> list[dict[str, str]]:

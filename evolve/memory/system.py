@@ -3,6 +3,7 @@ answer, for every question of a shard of conversations, with per-question outcom
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
@@ -228,15 +229,37 @@ class MemorySystem:
                  ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """Outcome rows for the questions (default: all of the shard), plus LLM call rows."""
         ids = list(self.questions) if question_ids is None else list(question_ids)
+        # Retrieval runs here, one question after another (its indexes are shared state); the
+        # answers and verdicts, which mostly wait on the LLM, run `concurrency` at a time.
+        retrieved = [self._retrieve(self.questions[qid], config) for qid in ids]
+        concurrency = self._llm_concurrency(config)
+        if concurrency > 1 and len(retrieved) > 1:
+            with ThreadPoolExecutor(max_workers=concurrency) as pool:
+                answered = list(pool.map(lambda args: self._answer(*args), retrieved))
+        else:
+            answered = [self._answer(*args) for args in retrieved]
         rows, calls = [], []
-        for qid in ids:
-            row, question_calls = self.answer_question(self.questions[qid], config)
+        for row, question_calls in answered:
             rows.append(row)
             calls.extend(question_calls)
         return rows, calls
 
     def answer_question(self, question: Question, config: RetrievalConfig,
                         ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        return self._answer(*self._retrieve(question, config))
+
+    def _llm_concurrency(self, config: RetrievalConfig) -> int:
+        """Threads for the answer phase: 1 unless some category answers with the LLM or a judge
+        runs; the clients are built here, before any thread could race to build them."""
+        clients = []
+        answerers = {config.for_category(c).answerer for c in (None, *config.overrides)}
+        if "llm" in answerers:
+            clients.append(self._llm_answerer().client)
+        if (judge := self._llm_judge()) is not None:
+            clients.append(judge.client)
+        return min((c.settings.concurrency for c in clients), default=1)
+
+    def _retrieve(self, question: Question, config: RetrievalConfig) -> tuple:
         start = time.perf_counter()
         cfg = config.for_category(question.category)
         memory = self.memories[question.conversation_id]
@@ -264,20 +287,28 @@ class MemorySystem:
             context_units = packed
         context = "\n".join(u.rendered(cfg.include_dates) for u in context_units)
         row = self._outcome_row(question, cfg, ranked, selected, packed, context_units, used)
+        return question, cfg, row, context, packed, query, start
+
+    def _answer(self, question: Question, cfg: RetrievalConfig, row: dict[str, Any],
+                context: str, packed: list[MemoryUnit], query: ProcessedQuery,
+                start: float) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         calls: list[dict[str, Any]] = []
         invalid = None
         if cfg.answerer == "llm":
             # Resolved before importing litellm, so a missing model fails at once.
             answerer = self._llm_answerer()
-            from evolve.llm import LLMUnavailable
+            from evolve.llm import LLMError, LLMUnavailable
 
             try:
                 outcome = answerer.answer(question, context, cfg.answer_style)
                 answer, abstained = outcome.text, outcome.text.strip() == NOT_MENTIONED
                 calls.extend(c.as_row() for c in outcome.calls)
-            except LLMUnavailable as exc:
-                answer, abstained, invalid = "", False, f"LLM unavailable: {exc}"
-                calls.append(exc.call.as_row())
+            except LLMError as exc:
+                # A refused request (bad key, unknown model) is no verdict on the config either.
+                what = "unavailable" if isinstance(exc, LLMUnavailable) else "refused"
+                answer, abstained, invalid = "", False, f"LLM {what}: {exc}"
+                if exc.call is not None:
+                    calls.append(exc.call.as_row())
         else:
             extracted = extractive_answer(question, packed, query.speakers,
                                           abstain_threshold=cfg.abstain_threshold,

@@ -1,0 +1,101 @@
+"""The CLI against a real OpenAI-compatible server that fails on purpose: a dead or refusing
+LLM endpoint costs a few requests and seconds, ends in a clear summary and a non-zero exit,
+never a traceback, and leaves a truthful run and its llm_calls rows in the store."""
+from __future__ import annotations
+
+import re
+import time
+
+import duckdb
+import pytest
+from typer.testing import CliRunner
+
+from evolve.cli import app
+from evolve.console import console, err_console
+
+runner = CliRunner()
+console.width = err_console.width = 240
+
+
+@pytest.fixture(autouse=True)
+def cache_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("MEMEVOLVE_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-fault")
+
+
+@pytest.fixture()
+def db(tmp_path):
+    return tmp_path / "m.duckdb"
+
+
+@pytest.fixture()
+def llm_config(tmp_path):
+    path = tmp_path / "llm.yaml"
+    path.write_text("unit: turn\nretrievers: bm25\ntop_k: 5\nanswerer: llm\n")
+    return path
+
+
+def invoke(*args):
+    started = time.monotonic()
+    result = runner.invoke(app, [str(a) for a in args])
+    return result, time.monotonic() - started
+
+
+def llm_eval(server, config, db, *extra):
+    return invoke("eval", "--config", config, "--part", "test", "--workers", "0", "--db", db,
+                  "--answer-model", "openai/fault", "--api-base", server.api_base, *extra)
+
+
+def store_rows(db, sql):
+    with duckdb.connect(str(db), read_only=True) as con:
+        return con.execute(sql).fetchall()
+
+
+@pytest.mark.parametrize("mode", ["500", "html"])
+def test_eval_against_a_dead_endpoint_fails_fast_with_a_summary(fault_server, llm_config, db,
+                                                                 mode):
+    fault_server.mode = mode
+    result, wall = llm_eval(fault_server, llm_config, db, "--llm-retries", "1",
+                            "--llm-concurrency", "1")
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output and result.exception is None or \
+        isinstance(result.exception, SystemExit)
+    assert "50 of 50 questions are invalid" in result.output
+    assert "circuit open" in result.output and "failed" in result.output
+    # Three calls of two attempts, then the circuit is open: 6 requests, not 50 x 4.
+    assert fault_server.count() == 6 and wall < 30
+    assert store_rows(db, "SELECT status FROM runs") == [("failed",)]
+    assert store_rows(db, "SELECT count(*), bool_or(ok) FROM llm_calls") == [(3, False)]
+
+
+def test_eval_with_a_refused_key_records_the_call_and_fails_the_run(fault_server, llm_config,
+                                                                    db):
+    fault_server.mode = "401"
+    result, _ = llm_eval(fault_server, llm_config, db)
+    assert result.exit_code == 1, result.output
+    assert "LLM refused" in result.output and "api_key" in result.output
+    # Only the calls already in flight (--llm-concurrency, default 4) when the first was
+    # refused reach the server; each is recorded.
+    assert 1 <= fault_server.count() <= 4
+    assert store_rows(db, "SELECT status FROM runs") == [("failed",)]
+    calls = store_rows(db, "SELECT ok, error FROM llm_calls")
+    assert len(calls) == fault_server.count()
+    assert all(ok is False and "401" in error for ok, error in calls)
+
+
+def test_eval_against_a_hung_endpoint_costs_its_timeout_a_few_times(fault_server, llm_config, db):
+    fault_server.mode = "hang"
+    result, wall = llm_eval(fault_server, llm_config, db, "--llm-timeout", "0.5",
+                            "--llm-retries", "0", "--llm-concurrency", "1")
+    assert result.exit_code == 1 and "Timeout" in result.output
+    assert fault_server.count() == 3 and wall < 20
+
+
+def test_eval_that_recovers_mid_way_scores_the_valid_questions(fault_server, llm_config, db):
+    fault_server.script = ["500", "500"]
+    result, _ = llm_eval(fault_server, llm_config, db, "--llm-retries", "0",
+                         "--llm-concurrency", "1")
+    assert result.exit_code == 0, result.output
+    assert "2 of 50 questions are invalid" in result.output
+    assert re.search(r"recall_in_context \d\.\d{4}", result.output)
+    assert store_rows(db, "SELECT status FROM runs") == [("done",)]
