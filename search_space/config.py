@@ -29,7 +29,7 @@ class ConfigError(MemevolveError):
 def _python_type(dim: Dimension) -> Any:
     if dim.kind == "choice":
         return Literal[dim.choices]  # type: ignore[valid-type]
-    return {"int": int, "float": float, "bool": bool}[dim.kind]
+    return {"int": int, "float": float, "bool": bool, "set": str}[dim.kind]
 
 
 def _normalise(dim: Dimension, value: Any) -> Any:

@@ -2,70 +2,12 @@
 and the LLM diagnoser."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Literal
+from search_space.dimension import SET_SEPARATOR, Dimension, dimension as _d
 
-Kind = Literal["int", "float", "bool", "choice"]
-Scope = Literal["global", "per_category"]
-
-
-@dataclass(frozen=True)
-class Dimension:
-    """One tunable knob: its type, range or choices, default, scope and a one-line description."""
-
-    name: str
-    kind: Kind
-    default: Any
-    description: str
-    scope: Scope = "global"
-    low: float | None = None
-    high: float | None = None
-    choices: tuple[Any, ...] = ()
-    log: bool = False
-    #: Group used by diagnosers and the router ("units", "bm25", "fusion", ...).
-    group: str = ""
-    #: Only meaningful when an answering LLM is configured.
-    needs_llm: bool = False
-
-    def validate(self, value: Any) -> Any:
-        """Return the value coerced to the dimension's type, or raise ValueError saying why."""
-        if self.kind == "bool":
-            if isinstance(value, bool):
-                return value
-            raise ValueError(f"must be true or false, got {value!r}")
-        if self.kind == "choice":
-            if value in self.choices:
-                return value
-            raise ValueError(f"must be one of {', '.join(map(str, self.choices))}, got {value!r}")
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ValueError(f"must be a number, got {value!r}")
-        if self.kind == "int":
-            if float(value) != int(value):
-                raise ValueError(f"must be a whole number, got {value!r}")
-            value = int(value)
-        else:
-            value = float(value)
-        assert self.low is not None and self.high is not None
-        if not self.low <= value <= self.high:
-            raise ValueError(f"must be between {self.low:g} and {self.high:g}, got {value!r}")
-        return value
-
-    def domain(self) -> str:
-        if self.kind == "bool":
-            return "true|false"
-        if self.kind == "choice":
-            return "|".join(map(str, self.choices))
-        return f"{self.low:g}..{self.high:g}"
-
-    def doc_line(self) -> str:
-        scope = ", per-category" if self.scope == "per_category" else ""
-        return (f"{self.name} ({self.kind}: {self.domain()}; default {self.default!r}{scope}): "
-                f"{self.description}")
-
-
-def _d(name: str, kind: Kind, default: Any, description: str, **kw: Any) -> Dimension:
-    return Dimension(name=name, kind=kind, default=default, description=description, **kw)
-
+# The one import of the engine here: retrievers declare their own knobs next to their code, so that
+# adding one touches one file (evolve.memory.retrievers imports nothing of search_space but the
+# Dimension class).
+from evolve.memory.retrievers import RETRIEVERS
 
 DIMENSIONS: tuple[Dimension, ...] = (
     # What a memory unit is.
@@ -75,18 +17,10 @@ DIMENSIONS: tuple[Dimension, ...] = (
     _d("window_size", "int", 1, "Turns on each side joined into a window unit (unit=window).",
        low=1, high=4, group="units"),
     # Which retrievers run, and BM25's own settings.
-    _d("retrievers", "choice", "bm25", "Retrievers whose scores are fused.",
-       choices=("bm25", "dense", "bm25+dense", "bm25+structured", "dense+structured",
-                "bm25+dense+structured"), group="retrievers"),
-    _d("bm25_lowercase", "bool", True, "BM25 tokenisation lowercases text.", group="bm25"),
-    _d("bm25_strip_punctuation", "bool", True, "BM25 tokenisation drops punctuation.",
-       group="bm25"),
-    _d("bm25_stopwords", "bool", False, "BM25 tokenisation drops English stopwords.",
-       group="bm25"),
-    _d("bm25_stemming", "bool", False, "BM25 tokenisation Porter-stems words.", group="bm25"),
-    _d("bm25_k1", "float", 1.5, "BM25 term-frequency saturation k1.", low=0.3, high=3.0,
-       group="bm25"),
-    _d("bm25_b", "float", 0.75, "BM25 length normalisation b.", low=0.0, high=1.0, group="bm25"),
+    _d("retrievers", "set", "bm25", "Retrievers whose scores are fused: any non-empty set of "
+       f"the registered ones, joined by '{SET_SEPARATOR}'.", choices=tuple(RETRIEVERS),
+       group="retrievers"),
+    *(d for retriever in RETRIEVERS.values() for d in retriever.dimensions),
     # Query processing.
     _d("query_keywords", "bool", False, "Query BM25 with the question's keywords only (wh-words, "
        "auxiliaries and stopwords removed; names repeated to weigh more).", group="query",
@@ -103,10 +37,7 @@ DIMENSIONS: tuple[Dimension, ...] = (
        group="fusion"),
     _d("rrf_k", "int", 60, "Reciprocal rank fusion constant k (fusion=rrf).", low=1, high=200,
        group="fusion"),
-    _d("dense_weight", "float", 0.5, "Weight of the dense retriever against BM25 in weighted "
-       "fusion.", low=0.0, high=1.0, group="fusion", scope="per_category"),
-    _d("structured_weight", "float", 0.2, "Weight of the structured retriever (speaker, entity, "
-       "date proximity) in fusion.", low=0.0, high=1.0, group="fusion", scope="per_category"),
+    *(retriever.weight for retriever in RETRIEVERS.values()),
     # Selection and context.
     _d("top_k", "int", 5, "Units kept after ranking.", low=1, high=50, group="selection",
        scope="per_category"),

@@ -11,8 +11,8 @@ from search_space.dimensions import DIMENSIONS_BY_NAME, Dimension
 def distribution(dim: Dimension, max_context_tokens: int | None = None,
                  ) -> optuna.distributions.BaseDistribution:
     """The Optuna distribution of a dimension; the context budget is capped by the token cap."""
-    if dim.kind in ("bool", "choice"):
-        choices = (False, True) if dim.kind == "bool" else dim.choices
+    if dim.kind in ("bool", "choice", "set"):
+        choices = {"bool": (False, True), "set": dim.subsets()}.get(dim.kind, dim.choices)
         return optuna.distributions.CategoricalDistribution(choices)
     high = dim.high
     if dim.name == "context_budget" and max_context_tokens is not None:

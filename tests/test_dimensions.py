@@ -249,21 +249,31 @@ def _temporal_cues_favour_the_turn_dated_near_the_asked_month(system: MemorySyst
 
 @proves("fusion")
 def _rank_fusion_ignores_how_close_the_bm25_scores_are(system: MemorySystem) -> None:
-    assert _top(system, "fusion", retrievers="bm25+structured") == "D1:1"
-    assert _top(system, "fusion", retrievers="bm25+structured", fusion="rrf") == "D1:2"
+    hybrid = {"retrievers": "bm25+structured", "bm25_weight": 1.0}
+    assert _top(system, "fusion", **hybrid) == "D1:1"
+    assert _top(system, "fusion", **hybrid, fusion="rrf") == "D1:2"
 
 
 @proves("rrf_k")
 def _small_rrf_k_lets_the_top_bm25_rank_dominate(system: MemorySystem) -> None:
-    rrf = {"retrievers": "bm25+structured", "fusion": "rrf", "structured_weight": 0.45}
+    rrf = {"retrievers": "bm25+structured", "fusion": "rrf", "bm25_weight": 1.0,
+           "structured_weight": 0.45}
     assert _top(system, "fusion", **rrf, rrf_k=1) == "D1:2"
     assert _top(system, "fusion", **rrf, rrf_k=60) == "D1:1"
 
 
 @proves("dense_weight")
 def _dense_weight_moves_the_ranking_from_bm25_to_dense(system: MemorySystem) -> None:
-    assert _top(system, "semantic", retrievers="bm25+dense", dense_weight=0.0) == "D1:1"
-    assert _top(system, "semantic", retrievers="bm25+dense", dense_weight=1.0) == "D1:2"
+    hybrid = {"retrievers": "bm25+dense", "bm25_weight": 0.05}
+    assert _top(system, "semantic", **hybrid, dense_weight=0.0) == "D1:1"
+    assert _top(system, "semantic", **hybrid, dense_weight=1.0) == "D1:2"
+
+
+@proves("bm25_weight")
+def _bm25_weight_moves_the_ranking_from_dense_to_bm25(system: MemorySystem) -> None:
+    hybrid = {"retrievers": "bm25+dense", "dense_weight": 0.5}
+    assert _top(system, "semantic", **hybrid, bm25_weight=0.0) == "D1:2"
+    assert _top(system, "semantic", **hybrid, bm25_weight=1.0) == "D1:1"
 
 
 @proves("structured_weight")

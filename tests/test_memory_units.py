@@ -170,12 +170,12 @@ def test_a_single_retriever_keeps_its_raw_scores():
 
 
 def test_weighted_fusion_sums_min_max_normalised_scores():
-    config = RetrievalConfig(dense_weight=0.25)
+    config = RetrievalConfig(bm25_weight=0.75, dense_weight=0.25)
     np.testing.assert_allclose(fuse({"bm25": BM25, "dense": DENSE}, config), [0.25, 0.5, 0.75])
 
 
 def test_weighted_fusion_gives_a_constant_retriever_no_say():
-    config = RetrievalConfig(structured_weight=1.0)
+    config = RetrievalConfig(bm25_weight=1.0, structured_weight=1.0)
     fused = fuse({"bm25": BM25, "structured": np.full(3, 0.5)}, config)
     np.testing.assert_allclose(fused, [0.0, 0.5, 1.0])
 
@@ -194,11 +194,11 @@ def test_rrf_ignores_score_magnitudes():
     np.testing.assert_allclose(squashed, fuse({"bm25": BM25, "dense": DENSE}, config))
 
 
-def test_fusion_weights_split_bm25_and_dense_and_add_structured():
-    config = RetrievalConfig(dense_weight=0.3, structured_weight=0.2)
+def test_each_retriever_is_fused_with_its_own_weight():
+    config = RetrievalConfig(bm25_weight=0.7, dense_weight=0.3, structured_weight=0.2)
     assert fusion_weights(["bm25", "dense", "structured"], config) == \
         {"bm25": 0.7, "dense": 0.3, "structured": 0.2}
-    assert fusion_weights(["dense", "structured"], config) == {"dense": 1.0, "structured": 0.2}
+    assert fusion_weights(["dense", "structured"], config) == {"dense": 0.3, "structured": 0.2}
 
 
 # --- MMR -----------------------------------------------------------------------------------------

@@ -43,6 +43,29 @@ def test_wrong_choice_lists_the_choices():
         ["'unit' must be one of turn, window, turn+summary, got 'paragraph'"]
 
 
+def test_retrievers_is_a_set_of_the_registered_retrievers_in_one_spelling():
+    from evolve.memory.retrievers import RETRIEVERS
+
+    assert DIMENSIONS_BY_NAME["retrievers"].choices == tuple(RETRIEVERS)
+    # Old config files wrote the members joined by '+'; any order or a list means the same set.
+    assert RetrievalConfig(retrievers="bm25+dense").retrievers == "bm25+dense"
+    assert RetrievalConfig(retrievers="dense+bm25").retrievers == "bm25+dense"
+    assert RetrievalConfig(retrievers=["structured", "bm25"]).retrievers == "bm25+structured"
+    assert RetrievalConfig(retrievers="dense+bm25").config_hash == \
+        RetrievalConfig(retrievers="bm25+dense").config_hash
+
+
+def test_a_retriever_set_with_an_unknown_member_lists_the_registered_ones():
+    (problem,) = _problems({"retrievers": "bm25+splade"})
+    assert problem.startswith("'retrievers' must be a non-empty set of bm25, dense, structured")
+
+
+def test_every_retriever_set_is_an_optuna_choice():
+    sets = distribution(DIMENSIONS_BY_NAME["retrievers"]).choices
+    assert len(sets) == 2 ** len(DIMENSIONS_BY_NAME["retrievers"].choices) - 1
+    assert "bm25" in sets and "bm25+dense+structured" in sets
+
+
 def test_string_for_a_bool_is_rejected():
     assert _problems({"bm25_stemming": "yes"}) == \
         ["'bm25_stemming' must be true or false, got 'yes'"]

@@ -6,7 +6,9 @@ from collections import Counter
 from typing import Any, Callable
 
 from evolve.diagnosers.base import DiagnosisContext, Edit, Proposal, first_admissible, register
+from evolve.memory.retrievers import RETRIEVERS
 from search_space.config import RetrievalConfig
+from search_space.dimensions import DIMENSIONS_BY_NAME
 
 TEMPORAL_CATEGORIES = ("2", "temporal-reasoning")
 
@@ -51,16 +53,19 @@ def _step(config: RetrievalConfig, name: str, category: str | None, factor: floa
     return (Edit(name, int(round(value)) if integer else round(value, 3), category),)
 
 
-def _add_retriever(config: RetrievalConfig, extra: str) -> tuple[Edit, ...] | None:
-    active = set(config.retrievers.split("+"))
-    if extra in active:
-        return None
-    order = ["bm25", "dense", "structured"]
-    return (Edit("retrievers", "+".join(r for r in order if r in active | {extra})),)
+def _active(config: RetrievalConfig) -> list[str]:
+    return config.retrievers.split("+")
+
+
+def _added_retrievers(config: RetrievalConfig) -> list[tuple[Edit, ...]]:
+    """One edit per registered retriever that is not active yet, in registry order."""
+    active, spell = _active(config), DIMENSIONS_BY_NAME["retrievers"].validate
+    return [(Edit("retrievers", spell(active + [name])),) for name in RETRIEVERS
+            if name not in active]
 
 
 def _never_retrieved(config: RetrievalConfig, category: str) -> list[tuple[Edit, ...]]:
-    out = [e for e in (_add_retriever(config, "dense"), _add_retriever(config, "structured")) if e]
+    out = _added_retrievers(config)
     if not config.bm25_stemming:
         out.append((Edit("bm25_stemming", True),))
     if not config.bm25_stopwords:
@@ -83,11 +88,14 @@ def _ranked_below_cut(config: RetrievalConfig, category: str) -> list[tuple[Edit
         out.append((Edit("include_dates", False, category),))
     if config.value("mmr_lambda", category) > 0.6:
         out.append((Edit("mmr_lambda", 0.7, category),))
-    if "dense" in config.retrievers and "bm25" in config.retrievers:
-        weight = config.value("dense_weight", category)
-        out.append((Edit("dense_weight", round(min(weight + 0.2, 1.0), 2), category),))
-        out.append((Edit("dense_weight", round(max(weight - 0.2, 0.0), 2), category),))
-    if len(config.retrievers.split("+")) > 1:
+    active = _active(config)
+    if len(active) > 1:
+        for name in active:
+            field = RETRIEVERS[name].weight.name
+            weight = config.value(field, category)
+            out.append((Edit(field, round(min(weight + 0.2, 1.0), 2), category),))
+            out.append((Edit(field, round(max(weight - 0.2, 0.0), 2), category),))
+    if len(active) > 1:
         out.append((Edit("fusion", "rrf" if config.fusion == "weighted" else "weighted"),))
     out.append((Edit("bm25_b", round(max(config.bm25_b - 0.25, 0.0), 2)),))
     return out

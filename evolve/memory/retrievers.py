@@ -1,4 +1,9 @@
-"""Retrievers over one conversation's units: BM25, dense (FAISS) and structured signals."""
+"""Retrievers over one conversation's units: BM25, dense (FAISS) and structured signals.
+
+A retriever is one class here, registered by name: it declares its own knobs (``dimensions``),
+the config fields its scores depend on (``reads``: the score cache key is built from them) and its
+fusion weight (``weight``). The search space's ``retrievers`` set, its weight dimensions, the
+score cache and the rules diagnoser's options are all derived from this registry."""
 from __future__ import annotations
 
 import math
@@ -10,6 +15,8 @@ from rank_bm25 import BM25Okapi
 from evolve.memory.bounded import BoundedCache
 from evolve.memory.text import (RELATIVE_TIME, bm25_tokens, is_temporal_question, names_in,
                                 temporal_target)
+from evolve.memory.units import COMPOSED_PREFIXES
+from search_space.dimension import Dimension, dimension
 
 if TYPE_CHECKING:
     from evolve.memory.query import ProcessedQuery
@@ -21,6 +28,12 @@ class Retriever(Protocol):
     """Scores every unit of a conversation for a processed query (higher is more relevant)."""
 
     name: str
+    #: The retriever's own knobs, added to the search space.
+    dimensions: tuple[Dimension, ...]
+    #: Every config field its scores depend on (own knobs and shared ones such as temporal_cues).
+    reads: tuple[str, ...]
+    #: Its weight in fusion (a per-category float in 0..1).
+    weight: Dimension
 
     def scores(self, units: "UnitSet", query: "ProcessedQuery",
                config: "RetrievalConfig") -> np.ndarray: ...
@@ -32,8 +45,28 @@ BM25_SETTINGS_KEPT = 8
 
 
 def register(cls: type) -> type:
+    """Add a retriever class to the registry (its name, reads and weight are checked here)."""
+    if cls.name in RETRIEVERS or "+" in cls.name:
+        raise ValueError(f"retriever name {cls.name!r} is taken or contains '+'")
+    if cls.weight.kind != "float" or cls.weight.scope != "per_category":
+        raise ValueError(f"retriever {cls.name!r}: its weight must be a per-category float")
+    own = {d.name for d in cls.dimensions}
+    if not own <= set(cls.reads):
+        raise ValueError(f"retriever {cls.name!r} must read its own dimensions: "
+                         f"{sorted(own - set(cls.reads))}")
     RETRIEVERS[cls.name] = cls
     return cls
+
+
+def weight_dimension(name: str, default: float, what: str) -> Dimension:
+    return dimension(f"{name}_weight", "float", default, f"Weight of the {what} in fusion "
+                     "(relative to the other active retrievers' weights).", low=0.0, high=1.0,
+                     group="fusion", scope="per_category")
+
+
+def score_key(retriever: Retriever, config: "RetrievalConfig") -> tuple:
+    """What a retriever's scores for a unit set and query depend on, beyond those two."""
+    return tuple(getattr(config, name) for name in retriever.reads)
 
 
 def _token_settings(config: "RetrievalConfig") -> tuple[bool, bool, bool, bool]:
@@ -46,6 +79,22 @@ class BM25Retriever:
     """rank-bm25 Okapi over the units, one index per (unit set, tokenisation, k1, b)."""
 
     name = "bm25"
+    dimensions = (
+        dimension("bm25_lowercase", "bool", True, "BM25 tokenisation lowercases text.",
+                  group="bm25"),
+        dimension("bm25_strip_punctuation", "bool", True, "BM25 tokenisation drops punctuation.",
+                  group="bm25"),
+        dimension("bm25_stopwords", "bool", False, "BM25 tokenisation drops English stopwords.",
+                  group="bm25"),
+        dimension("bm25_stemming", "bool", False, "BM25 tokenisation Porter-stems words.",
+                  group="bm25"),
+        dimension("bm25_k1", "float", 1.5, "BM25 term-frequency saturation k1.", low=0.3,
+                  high=3.0, group="bm25"),
+        dimension("bm25_b", "float", 0.75, "BM25 length normalisation b.", low=0.0, high=1.0,
+                  group="bm25"),
+    )
+    reads = tuple(d.name for d in dimensions)
+    weight = weight_dimension("bm25", 0.5, "BM25 retriever")
 
     def __init__(self) -> None:
         # Per unit set, the indexes of its latest settings only: a search over k1 and b would
@@ -79,6 +128,9 @@ class DenseRetriever:
     """Cosine similarity of sentence embeddings, searched with a FAISS inner-product index."""
 
     name = "dense"
+    dimensions = ()
+    reads = ()
+    weight = weight_dimension("dense", 0.5, "dense retriever")
 
     def __init__(self) -> None:
         self._indexes: dict[int, object] = {}
@@ -99,11 +151,12 @@ class DenseRetriever:
         return self._indexes[key]
 
     def _unit_vectors(self, units: "UnitSet") -> np.ndarray:
-        """Turn and summary units are embedded; a window is the normalised mean of its turns'
-        vectors, so every window size costs no embedding beyond the turns themselves."""
+        """Turn, passage and summary units are embedded; a window or a whole session is the
+        normalised mean of its turns' vectors, so they cost no embedding beyond the turns."""
         turn_rows = {u.id: i for i, u in enumerate(units.turn_units)}
         turn_vectors = self.embedder.embed([u.rendered(False) for u in units.turn_units])
-        own = [u for u in units.units if u.id not in turn_rows and not u.id.startswith("win:")]
+        own = [u for u in units.units
+               if u.id not in turn_rows and not u.id.startswith(COMPOSED_PREFIXES)]
         own_vectors = dict(zip((u.id for u in own),
                                self.embedder.embed([u.rendered(False) for u in own]) if own
                                else []))
@@ -134,6 +187,10 @@ class StructuredRetriever:
     """Speaker and entity match, plus date proximity to the question's temporal cues."""
 
     name = "structured"
+    dimensions = ()
+    reads = ("temporal_cues",)
+    weight = weight_dimension("structured", 0.2, "structured retriever (speaker, entity, date "
+                              "proximity)")
 
     def __init__(self) -> None:
         self._features: dict[int, tuple[list[str], np.ndarray, list[set[str]]]] = {}

@@ -14,7 +14,7 @@ from benchmarks.scoring import locomo_answer_score
 from evolve.memory.answer import NOT_MENTIONED, extractive_answer
 from evolve.memory.bounded import BoundedCache
 from evolve.memory.query import ProcessedQuery, process_query
-from evolve.memory.retrievers import RETRIEVERS, DenseRetriever, minmax
+from evolve.memory.retrievers import RETRIEVERS, DenseRetriever, minmax, score_key
 from evolve.memory.units import MemoryUnit, UnitSet, build_units
 from search_space.config import RetrievalConfig
 
@@ -68,22 +68,13 @@ class ConversationMemory:
 
     def retriever_scores(self, name: str, units: UnitSet, query: ProcessedQuery,
                          config: RetrievalConfig) -> np.ndarray:
-        setting = (name, id(units), _score_key(name, config))
+        setting = (name, id(units), score_key(self.retrievers[name], config))
         if setting not in self._scores:
             self._scores[setting] = {}
         by_query = self._scores[setting]
         if query not in by_query:
             by_query[query] = self.retrievers[name].scores(units, query, config)
         return by_query[query]
-
-
-def _score_key(name: str, config: RetrievalConfig) -> tuple:
-    if name == "bm25":
-        return (config.bm25_lowercase, config.bm25_strip_punctuation, config.bm25_stopwords,
-                config.bm25_stemming, config.bm25_k1, config.bm25_b)
-    if name == "structured":
-        return (config.temporal_cues,)
-    return ()
 
 
 def fuse(scores: dict[str, np.ndarray], config: RetrievalConfig) -> np.ndarray:
@@ -103,15 +94,8 @@ def fuse(scores: dict[str, np.ndarray], config: RetrievalConfig) -> np.ndarray:
 
 
 def fusion_weights(active: list[str], config: RetrievalConfig) -> dict[str, float]:
-    weights = {}
-    for name in active:
-        if name == "bm25":
-            weights[name] = 1.0 - config.dense_weight if "dense" in active else 1.0
-        elif name == "dense":
-            weights[name] = config.dense_weight if "bm25" in active else 1.0
-        else:
-            weights[name] = config.structured_weight
-    return weights
+    """Each active retriever's own weight dimension."""
+    return {name: getattr(config, RETRIEVERS[name].weight.name) for name in active}
 
 
 def mmr_select(order: np.ndarray, fused: np.ndarray, vectors: np.ndarray | None,

@@ -31,6 +31,14 @@ def count_tokens(text: str) -> int:
     return len(_TOKEN.findall(text))
 
 
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
+
+
+def sentences(text: str) -> list[str]:
+    """The sentences of a text (split after . ! ? and at line breaks), empty ones dropped."""
+    return [s.strip() for s in _SENTENCE_END.split(text) if s.strip()]
+
+
 @lru_cache(maxsize=200_000)
 def stem(word: str) -> str:
     # NLTK lowercases by default, which would silently defeat bm25_lowercase=false.

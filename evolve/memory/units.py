@@ -1,11 +1,17 @@
-"""Memory units built from a conversation: turns, windows of neighbouring turns, session summaries."""
+"""Memory units built from a conversation: turns, windows of neighbouring turns, session summaries,
+whole sessions (for session-level scores) and passages cut from long turns."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
 
 from benchmarks.model import Conversation
-from evolve.memory.text import count_tokens, format_date
+from evolve.memory.text import count_tokens, format_date, sentences
+
+#: Units made of several turns, whose dense vector is the mean of their turns' vectors.
+COMPOSED_PREFIXES = ("win:", "session:")
+#: The speaker of a user's own turns (LongMemEval's role names); 'user' roles keep only these.
+USER_ROLE = "user"
 
 
 @dataclass(frozen=True)
@@ -39,16 +45,24 @@ class UnitSet:
     turn_units: tuple[MemoryUnit, ...]
 
 
-def build_units(conversation: Conversation, kind: str, window_size: int) -> UnitSet:
+def build_units(conversation: Conversation, kind: str, window_size: int, *, roles: str = "all",
+                passage_tokens: int = 0) -> UnitSet:
+    """The units of one kind ('turn', 'window', 'turn+summary' or 'session'), over all turns or,
+    with ``roles='user'``, the user's turns only (a conversation without a 'user' speaker, such
+    as LoCoMo's two people, keeps all). ``passage_tokens`` > 0 cuts every turn longer than that
+    into passages of whole sentences, each credited to its turn."""
     turns: list[MemoryUnit] = []
     position = 0
+    user_only = roles == "user" and USER_ROLE in conversation.speakers
     for session in conversation.sessions:
         for turn in session.turns:
+            if user_only and turn.speaker != USER_ROLE:
+                continue
             turns.append(MemoryUnit(turn.id, session.index, position, turn.speaker, session.date,
                                     turn.content, (turn.id,)))
             position += 1
     if kind == "turn":
-        units = list(turns)
+        units = _passages(turns, passage_tokens) if passage_tokens else list(turns)
     elif kind == "window":
         units = _windows(turns, window_size)
     elif kind == "turn+summary":
@@ -56,6 +70,8 @@ def build_units(conversation: Conversation, kind: str, window_size: int) -> Unit
             MemoryUnit(f"summary:{s.index}", s.index, _first_position(turns, s.index), "",
                        s.date, s.summary, ())
             for s in conversation.sessions if s.summary]
+    elif kind == "session":
+        units = _sessions(turns)
     else:
         raise ValueError(f"unknown unit kind {kind!r}")
     return UnitSet(units=tuple(units),
@@ -80,6 +96,39 @@ def unit_text(conversation: Conversation, unit_id: str, window_size: int = 1) ->
             if unit_id == f"win:{turn.id}":
                 return _windows(turns, window_size)[i].rendered(False)
     raise ValueError(f"conversation {conversation.id} has no memory unit '{unit_id}'")
+
+
+def _sessions(turns: list[MemoryUnit]) -> list[MemoryUnit]:
+    by_session: dict[int, list[MemoryUnit]] = {}
+    for turn in turns:
+        by_session.setdefault(turn.session_index, []).append(turn)
+    return [MemoryUnit(f"session:{index}", index, members[0].position, "", members[0].date,
+                       " / ".join(f"{t.speaker}: {t.text}" for t in members),
+                       tuple(t.id for t in members))
+            for index, members in by_session.items()]
+
+
+def _passages(turns: list[MemoryUnit], max_tokens: int) -> list[MemoryUnit]:
+    """Each turn, or, when longer than ``max_tokens``, its passages: consecutive whole sentences
+    up to ``max_tokens`` each (a longer sentence is a passage of its own)."""
+    out: list[MemoryUnit] = []
+    for turn in turns:
+        if count_tokens(turn.text) <= max_tokens:
+            out.append(turn)
+            continue
+        chunks: list[list[str]] = [[]]
+        size = 0
+        for sentence in sentences(turn.text):
+            cost = count_tokens(sentence)
+            if chunks[-1] and size + cost > max_tokens:
+                chunks.append([])
+                size = 0
+            chunks[-1].append(sentence)
+            size += cost
+        out.extend(MemoryUnit(f"psg:{turn.id}:{i}", turn.session_index, turn.position,
+                              turn.speaker, turn.date, " ".join(chunk), turn.turn_ids)
+                   for i, chunk in enumerate(chunks))
+    return out
 
 
 def _first_position(turns: list[MemoryUnit], session_index: int) -> int:
