@@ -16,6 +16,12 @@ DIMENSIONS: tuple[Dimension, ...] = (
        choices=("turn", "window", "turn+summary"), group="units"),
     _d("window_size", "int", 1, "Turns on each side joined into a window unit (unit=window).",
        low=1, high=4, group="units"),
+    _d("index_roles", "choice", "all", "Turns that are indexed: all, or the user's own turns only "
+       "(LongMemEval's official setting; a conversation without a 'user' speaker keeps all).",
+       choices=("all", "user"), group="units"),
+    _d("passage_tokens", "int", 0, "Cut every turn longer than this many tokens into passages of "
+       "whole sentences, each credited to its turn, so a long turn does not spend the budget "
+       "alone (unit=turn; 0 = never).", low=0, high=400, group="units"),
     # Which retrievers run, and BM25's own settings.
     _d("retrievers", "set", "bm25", "Retrievers whose scores are fused: any non-empty set of "
        f"the registered ones, joined by '{SET_SEPARATOR}'.", choices=tuple(RETRIEVERS),
@@ -38,6 +44,13 @@ DIMENSIONS: tuple[Dimension, ...] = (
     _d("rrf_k", "int", 60, "Reciprocal rank fusion constant k (fusion=rrf).", low=1, high=200,
        group="fusion"),
     *(retriever.weight for retriever in RETRIEVERS.values()),
+    # Hierarchy: sessions scored as wholes.
+    _d("session_weight", "float", 0.0, "Weight of the session-level score (the active retrievers "
+       "over each session's turns joined, min-max normalised) mixed into each unit's score; "
+       "0 = units alone.", low=0.0, high=1.0, group="hierarchy", scope="per_category"),
+    _d("session_top", "int", 0, "Two-stage retrieval: the units of the S best-scoring sessions "
+       "rank before all others (0 = off).", low=0, high=20, group="hierarchy",
+       scope="per_category"),
     # Selection and context.
     _d("top_k", "int", 5, "Units kept after ranking.", low=1, high=50, group="selection",
        scope="per_category"),
@@ -52,6 +65,12 @@ DIMENSIONS: tuple[Dimension, ...] = (
        choices=("rank", "chronological"), group="context", scope="per_category"),
     _d("include_dates", "bool", False, "Prefix every unit in the context with its session date.",
        group="context", scope="per_category"),
+    _d("span_packing", "bool", False, "Pack spans of turns: a turn that overlapping windows or "
+       "neighbour expansions share is paid for and shown once.", group="context",
+       scope="per_category"),
+    _d("session_headers", "bool", False, "Group the context by session under one date header "
+       "each (dates then cost once per session, not once per line).", group="context",
+       scope="per_category"),
     # Answering.
     _d("answerer", "choice", "extractive", "Who answers: the extractive answerer (no LLM) or an "
        "LLM through litellm.", choices=("extractive", "llm"), group="answer"),

@@ -100,6 +100,30 @@ CONVERSATIONS = (
                            "Bob: Did you see any wildlife?",
                            "Alice: We saw two eagles near the summit.",
                            summary="Alice and Bob talked about violin lessons and a hiking trip.")),
+    _conversation("roles", _session(
+        1, None, "user: I adopted a cat and named her Miso.",
+        "assistant: I would name my cat Miso, or name my cat Mochi. What did you name yours?",
+        "user: My garden needs water.", "assistant: Water the garden in the morning."),
+        speakers=("user", "assistant")),
+    _conversation("passages", _session(
+        1, None, "Alice: We spent the morning at the market buying bread, cheese, olives and "
+                 "a large bunch of flowers for the table. Then we walked along the river for an "
+                 "hour, watched the boats go by and talked about the summer holidays, the new "
+                 "neighbours and the weather. The violin recital is on Friday evening. After "
+                 "lunch we visited my aunt, her husband and their three noisy dogs, who chased "
+                 "the cat around the garden until it hid under the old wooden shed at the back. We "
+                 "drove home late.",
+        *FILLER)),
+    # The bike chain turn of session 1 leads on its own; session 2 as a whole is about repairs.
+    _conversation("sessions",
+                  _session(1, "2023-03-01", "Alice: My bike chain is rusty.",
+                           "Bob: I bought new curtains.", "Alice: The garden needs water.",
+                           "Bob: Traffic was slow downtown."),
+                  _session(2, "2023-04-01", "Bob: The bike shop fixed it.",
+                           "Alice: The chain came off again.",
+                           "Bob: We got it fixed at the shop.",
+                           "Alice: The shop fixed the bike fast."),
+                  _session(3, "2023-05-01", *FILLER)),
     _conversation("long", _session(1, None, *(
         f"{speaker}: On day {day} of the road trip we drove through small towns, stopped for "
         f"coffee, took photos of old churches and talked about music until the sun went down "
@@ -135,6 +159,9 @@ QUESTIONS = (
     _question("moved", "trip", "When did Alice move to Lisbon?"),
     _question("summit", "trip", "What did Alice see near the summit?"),
     _question("road_trip", "long", "What did we do on the road trip?"),
+    _question("miso", "roles", "What did I name my cat?"),
+    _question("recital", "passages", "When is the violin recital?", evidence=("D1:1",)),
+    _question("chain", "sessions", "How did the bike chain get fixed?", evidence=("D2:2",)),
 )
 
 
@@ -347,6 +374,57 @@ def _a_high_abstain_threshold_says_not_mentioned(system: MemorySystem) -> None:
     assert _row(system, "summit")["answer"] != NOT_MENTIONED
     abstaining = _row(system, "summit", abstain_threshold=0.9)
     assert abstaining["answer"] == NOT_MENTIONED and abstaining["abstained"]
+
+
+@proves("index_roles")
+def _user_roles_index_only_the_users_own_turns(system: MemorySystem) -> None:
+    assert _top(system, "miso") == "D1:2"
+    user_only = _row(system, "miso", index_roles="user")["retrieved_ids"]
+    assert user_only[0] == "D1:1" and not {"D1:2", "D1:4"} & set(user_only)
+
+
+@proves("passage_tokens")
+def _passages_fit_a_tight_budget_and_are_credited_to_their_turn(system: MemorySystem) -> None:
+    tight = {"context_budget": 100, "top_k": 1}
+    assert _row(system, "recital", **tight)["recall_in_context"] == 0.0
+    cut = _row(system, "recital", **tight, passage_tokens=20)
+    assert cut["context_ids"][0].startswith("psg:D1:1:") and cut["recall_in_context"] == 1.0
+
+
+@proves("session_weight")
+def _the_session_score_lifts_the_turn_of_the_matching_session(system: MemorySystem) -> None:
+    alone = _row(system, "chain")
+    mixed = _row(system, "chain", session_weight=0.5)
+    assert alone["retrieved_ids"][0] == "D1:1"
+    assert mixed["retrieved_ids"][0].startswith("D2:")
+    assert mixed["evidence_rank"] < alone["evidence_rank"]
+
+
+@proves("session_top")
+def _two_stage_retrieval_ranks_the_best_sessions_units_first(system: MemorySystem) -> None:
+    assert _row(system, "chain")["retrieved_ids"][:2] == ["D1:1", "D2:1"]
+    two_stage = _row(system, "chain", session_top=1)["retrieved_ids"]
+    assert all(u.startswith("D2:") for u in two_stage[:4]) and two_stage[4] == "D1:1"
+
+
+@proves("span_packing")
+def _span_packing_pays_for_a_shared_turn_once(system: MemorySystem) -> None:
+    windows = {"unit": "window", "top_k": 2}
+    units = _row(system, "flat", **windows)
+    spans = _row(system, "flat", **windows, span_packing=True)
+    assert units["context_ids"] == ["win:D1:4", "win:D1:2"]
+    assert spans["context_ids"] == ["D1:1", "D1:2", "D1:3", "D1:4"]
+    assert spans["recall_in_context"] == units["recall_in_context"] == 1.0
+    assert spans["context_tokens"] < units["context_tokens"]
+
+
+@proves("session_headers")
+def _session_headers_pay_for_a_date_once_per_session(system: MemorySystem) -> None:
+    lines = _row(system, "eagles", top_k=4, include_dates=True)
+    headed = _row(system, "eagles", top_k=4, include_dates=True, session_headers=True)
+    assert set(lines["context_ids"]) == set(headed["context_ids"])
+    assert headed["context_tokens"] < lines["context_tokens"]
+    assert _row(system, "moved", top_k=1, session_headers=True)["answer"] == "7 May 2023"
 
 
 def test_every_dimension_has_a_behaviour_proof() -> None:

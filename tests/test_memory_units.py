@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from benchmarks.model import Conversation, Session, Turn
-from evolve.memory.system import expand_neighbours, fuse, fusion_weights, mmr_select, pack
+from evolve.memory.packing import pack
+from evolve.memory.system import expand_neighbours, fuse, fusion_weights, mmr_select
 from evolve.memory.text import (
     bm25_tokens,
     count_tokens,

@@ -13,6 +13,8 @@ from benchmarks.model import Conversation, Question
 from benchmarks.scoring import locomo_answer_score
 from evolve.memory.answer import NOT_MENTIONED, extractive_answer
 from evolve.memory.bounded import BoundedCache
+from evolve.memory.hierarchy import mix_session_scores, uses_sessions
+from evolve.memory.packing import pack_context
 from evolve.memory.query import ProcessedQuery, process_query
 from evolve.memory.retrievers import RETRIEVERS, DenseRetriever, minmax, score_key
 from evolve.memory.units import MemoryUnit, UnitSet, build_units
@@ -45,7 +47,7 @@ class ConversationMemory:
     def __init__(self, conversation: Conversation, retrievers: dict[str, Any]) -> None:
         self.conversation = conversation
         self.retrievers = retrievers
-        self._unit_sets: dict[tuple[str, int], UnitSet] = {}
+        self._unit_sets: dict[tuple[str, int, str, int], UnitSet] = {}
         self._queries: dict[tuple, ProcessedQuery] = {}
         # Per retriever setting (BM25 tokenisation, k1, b, ...), each question's scores; only
         # the latest settings are kept, or a search over k1 and b grows ~1 MB per setting.
@@ -53,9 +55,19 @@ class ConversationMemory:
             BoundedCache(SCORE_SETTINGS_KEPT)
 
     def units(self, config: RetrievalConfig) -> UnitSet:
-        key = (config.unit, config.window_size if config.unit == "window" else 0)
+        passages = config.passage_tokens if config.unit == "turn" else 0
+        return self._built(config.unit, config.window_size if config.unit == "window" else 0,
+                           config.index_roles, passages)
+
+    def session_units(self, config: RetrievalConfig) -> UnitSet:
+        """One unit per session (its turns joined), for session-level scores."""
+        return self._built("session", 0, config.index_roles, 0)
+
+    def _built(self, kind: str, window_size: int, roles: str, passages: int) -> UnitSet:
+        key = (kind, window_size, roles, passages)
         if key not in self._unit_sets:
-            self._unit_sets[key] = build_units(self.conversation, config.unit, config.window_size)
+            self._unit_sets[key] = build_units(self.conversation, kind, window_size, roles=roles,
+                                               passage_tokens=passages)
         return self._unit_sets[key]
 
     def query(self, question: Question, config: RetrievalConfig) -> ProcessedQuery:
@@ -137,20 +149,6 @@ def expand_neighbours(selected: list[MemoryUnit], units: UnitSet, n: int) -> lis
                 seen.add(candidate.id)
                 out.append(candidate)
     return out
-
-
-def pack(candidates: list[MemoryUnit], budget: int, with_dates: bool,
-         token_of: dict[str, int]) -> tuple[list[MemoryUnit], int]:
-    """The longest prefix, in rank order, that fits the token budget."""
-    used = 0
-    packed: list[MemoryUnit] = []
-    for unit in candidates:
-        cost = token_of[unit.id]
-        if used + cost > budget:
-            break
-        packed.append(unit)
-        used += cost
-    return packed, used
 
 
 class MemorySystem:
@@ -254,6 +252,12 @@ class MemorySystem:
             dense = self._ensure_dense()
         scores = {name: memory.retriever_scores(name, units, query, cfg) for name in active}
         fused = fuse(scores, cfg)
+        if uses_sessions(cfg.session_weight, cfg.session_top):
+            sessions = memory.session_units(cfg)
+            session_scores = fuse({name: memory.retriever_scores(name, sessions, query, cfg)
+                                   for name in active}, cfg)
+            fused = mix_session_scores(fused, units, sessions, session_scores,
+                                       cfg.session_weight, cfg.session_top)
         positions = np.array([u.position for u in units.units])
         order = np.lexsort((positions, -fused))
         vectors = dense.unit_vectors(units) if cfg.mmr_lambda < 1.0 else None
@@ -263,13 +267,14 @@ class MemorySystem:
         ranked = [units.units[i] for i in ranked_idx[:KEPT_RANKS]]
         selected = [units.units[i] for i in selected_idx]
         candidates = expand_neighbours(selected, units, cfg.neighbor_expansion)
-        token_of = self._token_map(units, cfg.include_dates)
-        packed, used = pack(candidates, cfg.context_budget, cfg.include_dates, token_of)
-        if cfg.packing_order == "chronological":
-            context_units = sorted(packed, key=lambda u: (u.position, u.id))
-        else:
-            context_units = packed
-        context = "\n".join(u.rendered(cfg.include_dates) for u in context_units)
+        token_of = self._token_map(units, cfg.include_dates and not cfg.session_headers)
+        packing = pack_context(candidates, units, budget=cfg.context_budget,
+                               spans=cfg.span_packing, session_headers=cfg.session_headers,
+                               include_dates=cfg.include_dates,
+                               chronological=cfg.packing_order == "chronological",
+                               token_of=token_of)
+        packed, context_units, context, used = (packing.packed, packing.context_units,
+                                                packing.text, packing.tokens)
         row = self._outcome_row(question, cfg, ranked, selected, packed, context_units, used)
         return question, cfg, row, context, packed, query, start
 
@@ -296,7 +301,8 @@ class MemorySystem:
         else:
             extracted = extractive_answer(question, packed, query.speakers,
                                           abstain_threshold=cfg.abstain_threshold,
-                                          dates_in_context=cfg.include_dates)
+                                          dates_in_context=cfg.include_dates
+                                          or cfg.session_headers)
             answer, abstained = extracted.text, extracted.abstained
         row["answer"] = answer
         row["abstained"] = abstained
