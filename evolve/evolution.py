@@ -4,6 +4,8 @@ budget; every round commits in one transaction and a killed run resumes from the
 from __future__ import annotations
 
 import json
+import math
+import random
 import time
 import uuid
 from contextlib import nullcontext
@@ -17,7 +19,7 @@ from benchmarks.errors import MemevolveError
 from benchmarks.model import Benchmark
 from benchmarks.splits import Split, make_split
 from evolve.diagnosers import DIAGNOSERS
-from evolve.diagnosers.base import Attempt, DiagnosisContext, Proposal
+from evolve.diagnosers.base import Attempt, DiagnosisContext, Edit, Proposal, first_admissible
 from evolve.evaluation import Evaluator, EvaluationResult, evaluate_configs, objective_column
 from evolve.explore import explore
 from evolve.memory.system import EmbedderSpec, LLMSpec
@@ -47,12 +49,20 @@ class EvolveSettings(BaseModel):
     max_rounds: int = Field(20, ge=1)
     explore_after: int = Field(2, ge=1)
     converge_after: int = Field(4, ge=1)
-    max_evaluations: int | None = None
+    max_evaluations: int | None = Field(None, ge=1, description="Budget of dev evaluations; "
+                                        "an evaluation counts by the questions it scores, so "
+                                        "screening a candidate on half of dev costs 0.5.")
     max_tokens: int | None = None
     max_dollars: float | None = None
     max_wall_s: float | None = None
     confidence: float = Field(0.95, gt=0.5, lt=1.0)
     min_effect: float = Field(0.005, ge=0.0)
+    screen_fraction: float = Field(0.5, ge=0.0, le=1.0, description="Share of the dev "
+                                   "conversations (seeded, new each round) a round's candidates "
+                                   "are screened on before the best go to full dev and the "
+                                   "guard; 0 or 1: no screening.")
+    promote: int = Field(2, ge=1, description="Candidates promoted from screening to full dev "
+                         "(a round with no more candidates than this is not screened).")
     seed: int = 0
     workers: int | None = None
     answer_model: dict[str, Any] | None = None
@@ -68,7 +78,7 @@ class RunOutcome:
     test_start: EvaluationResult | None
     test_best: EvaluationResult | None
     rounds: int
-    evaluations: int
+    evaluations: float
     wall_s: float
 
 
@@ -78,7 +88,7 @@ class _State:
     incumbent: RetrievalConfig
     incumbent_result: EvaluationResult
     stagnant: int
-    evaluations: int
+    evaluations: float
     tokens: int
     cost: float
     wall_s: float
@@ -205,36 +215,62 @@ def _round(store: RunStore, run_id: str, settings: EvolveSettings, state: _State
         if not proposals:
             mode = "explore"
     if mode == "explore":
-        proposals = explore(context, _scores_by_edit(store, run_id))
+        proposals = explore(context)
+    # The union of last round's significant edits comes first: the guard took only the best.
+    proposals = first_admissible(context, [*combined(store, run_id, number - 1, guard),
+                                           *proposals])
     if not proposals:
         _finish(store, run_id, state, "converged", "no untried admissible edit is left",
                 settings.seed, notes=context.notes)
         return "converged"
-    if settings.max_evaluations is not None:
-        # The last round evaluates only what the budget has left: it is never overshot.
-        proposals = proposals[:settings.max_evaluations - state.evaluations]
+    screen_ids = _screen_ids(benchmark, dev_ids, settings, number)
+    proposals = _affordable(proposals, settings, state, len(screen_ids) / len(dev_ids))
     configs = [p.apply(state.incumbent) for p in proposals]
-    results = evaluate(configs, dev_ids, "dev")
-    state.evaluations += len(results)
+    screened: dict[int, EvaluationResult] = {}
+    promoted = list(range(len(configs)))
+    if len(configs) > settings.promote and screen_ids:
+        screen = screen_ids
+        results = evaluate(configs, screen, "screen")
+        screened = dict(enumerate(results))
+        order = sorted(screened, key=lambda i: (-_score_or_low(results[i].score), i))
+        promoted = sorted(order[:settings.promote])
+        state.evaluations += len(configs) * len(screen) / len(dev_ids)
+        spent = (len(dev_ids) - len(screen)) / len(dev_ids)
+    else:
+        spent = 1.0
+    full = dict(zip(promoted, evaluate([configs[i] for i in promoted], dev_ids, "dev")))
+    state.evaluations += len(promoted) * spent
+    every = [*full.values(), *(r for i, r in screened.items() if i not in full)]
     state.tokens += sum(c["prompt_tokens"] + c["completion_tokens"]
-                        for r in results for c in r.llm_calls)
-    state.cost += sum(c["cost_usd"] for r in results for c in r.llm_calls)
-    verdicts = [judge_candidate(state.incumbent_result.rows, r.rows, settings.objective, guard)
-                for r in results]
-    accepted = [i for i, v in enumerate(verdicts) if v.decision == "accepted"]
+                        for r in every for c in r.llm_calls)
+    state.cost += sum(c["cost_usd"] for r in every for c in r.llm_calls)
+    verdicts = {i: judge_candidate(state.incumbent_result.rows, r.rows, settings.objective,
+                                   guard) for i, r in full.items()}
+    accepted = [i for i, v in verdicts.items() if v.decision == "accepted"]
     winner = max(accepted, key=lambda i: verdicts[i].delta) if accepted else None
     candidate_rows = []
-    for i, (proposal, result, verdict) in enumerate(zip(proposals, results, verdicts)):
-        decision, reason = verdict.decision, verdict.reason
-        if decision == "accepted" and i != winner:
-            decision, reason = "rejected", f"significant, but another candidate gained more; {reason}"
+    for i, proposal in enumerate(proposals):
+        if i in full:
+            result, verdict = full[i], verdicts[i]
+            decision, reason = verdict.decision, verdict.reason
+            if decision == "accepted" and i != winner:
+                decision, reason = "rejected", ("significant, but another candidate gained "
+                                                f"more; {reason}")
+        else:
+            result = screened[i]
+            verdict = judge_candidate(state.incumbent_result.rows, result.rows,
+                                      settings.objective, guard)
+            decision, reason = "screened", (
+                f"screened out on {len(result.rows)} of {len(dev_ids)} dev questions (the "
+                f"best {settings.promote} went to full dev): {verdict.reason}")
         candidate_rows.append({
             "run_id": run_id, "round": number, "candidate": i,
             "parent_hash": state.incumbent.config_hash, "config_hash": result.config.config_hash,
             "proposer": proposal.proposer, "edit_json": proposal.edit_json(),
             "rationale": proposal.rationale, "dev_score": result.score, "delta": verdict.delta,
             "ci_low": verdict.ci_low, "ci_high": verdict.ci_high, "p_value": verdict.p_value,
-            "decision": decision, "reason": reason})
+            "dev_questions": len(result.rows), "decision": decision, "reason": reason})
+    results = list(full.values())
     if winner is not None:
         state.incumbent, state.incumbent_result = configs[winner], results[winner]
         state.stagnant = 0
@@ -242,7 +278,8 @@ def _round(store: RunStore, run_id: str, settings: EvolveSettings, state: _State
                                      f"{verdicts[winner].reason}"
     else:
         state.stagnant += 1
-        decision, reason = "keep", f"no significant gain among {len(proposals)} candidates"
+        decision, reason = "keep", (f"no significant gain among {len(results)} candidates"
+                                    f"{f' promoted of {len(proposals)}' if screened else ''}")
     state.round = number
     state.wall_s += time.perf_counter() - round_start
     status = "running"
@@ -262,14 +299,16 @@ def _round(store: RunStore, run_id: str, settings: EvolveSettings, state: _State
             store.finish_run(run_id, status)
     report(f"round {number} ({mode}): {decision}; incumbent dev {state.incumbent_result.score:.4f}"
            f" [{len(proposals)} candidates, best delta "
-           f"{max(v.delta for v in verdicts):+.4f}]")
+           f"{max(v.delta for v in verdicts.values()):+.4f}]")
     return status
 
 
 def _budget_spent(settings: EvolveSettings, state: _State, number: int) -> str | None:
     if number > settings.max_rounds:
         return f"max rounds {settings.max_rounds} reached"
-    if settings.max_evaluations is not None and state.evaluations >= settings.max_evaluations:
+    if settings.max_evaluations is not None and \
+            state.evaluations > settings.max_evaluations - 1 + _EPSILON:
+        # Less than one full evaluation left: no round fits into it.
         return f"evaluation budget {settings.max_evaluations} spent"
     if settings.max_tokens is not None and state.tokens >= settings.max_tokens:
         return f"token budget {settings.max_tokens} spent"
@@ -278,6 +317,78 @@ def _budget_spent(settings: EvolveSettings, state: _State, number: int) -> str |
     if settings.max_wall_s is not None and state.wall_s >= settings.max_wall_s:
         return f"wall-time budget {settings.max_wall_s}s spent"
     return None
+
+
+#: Evaluations are sums of question shares: a budget is spent up to rounding.
+_EPSILON = 1e-9
+
+
+def _screen_ids(benchmark: Benchmark, dev_ids: list[str], settings: EvolveSettings,
+                number: int) -> list[str]:
+    """The dev questions of a seeded share of the dev conversations, new every round (so that no
+    subsample is tuned to); empty when screening is off or would leave under 2 conversations."""
+    if not 0.0 < settings.screen_fraction < 1.0:
+        return []
+    conversation_of = {q.id: q.conversation_id for q in benchmark.questions}
+    conversations = sorted({conversation_of[q] for q in dev_ids})
+    size = round(len(conversations) * settings.screen_fraction)
+    if size < 2 or size >= len(conversations):
+        return []
+    chosen = set(random.Random(settings.seed * 7919 + number).sample(conversations, size))
+    return [q for q in dev_ids if conversation_of[q] in chosen]
+
+
+def _affordable(proposals: list[Proposal], settings: EvolveSettings, state: _State,
+                share: float) -> list[Proposal]:
+    """The most proposals whose round fits into what the evaluation budget has left (screened
+    ones cost ``share``, promoted ones 1): the budget is never overshot."""
+    if settings.max_evaluations is None:
+        return proposals
+    left = settings.max_evaluations - state.evaluations + _EPSILON
+    for k in range(len(proposals), 0, -1):
+        cost = k * share + min(k, settings.promote) * (1 - share) \
+            if share and k > settings.promote else float(k)
+        if cost <= left:
+            return proposals[:k]
+    return proposals[:1]
+
+
+def _score_or_low(score: float | None) -> float:
+    return -math.inf if score is None or math.isnan(score) else score
+
+
+def combined(store: RunStore, run_id: str, number: int, guard: Guard) -> list[Proposal]:
+    """After round ``number`` accepted one candidate, the others it found significant that edit
+    other fields or question types than the winner: their union first, then each alone, to be
+    applied on top of the new incumbent (edits for different question types or operators add
+    up, while the guard keeps only the best of a round)."""
+    rows = store.query("SELECT edit_json, decision, delta, ci_low FROM candidates WHERE "
+                       "run_id = ? AND round = ? ORDER BY candidate", [run_id, number])
+    won = [r for r in rows if r["decision"] == "accepted"]
+    if not won:
+        return []
+    taken = {(e["field"], e.get("category")) for e in json.loads(won[0]["edit_json"])}
+    groups: list[tuple[Edit, ...]] = []
+    for row in rows:
+        if row["decision"] != "rejected" or row["ci_low"] is None or row["ci_low"] <= 0 or \
+                row["delta"] < guard.min_effect:
+            continue
+        edits = tuple(Edit(**e) for e in json.loads(row["edit_json"]))
+        if any((e.field, e.category) in taken for e in edits):
+            continue
+        groups.append(edits)
+    union: list[Edit] = []
+    for edits in groups:
+        if not {(e.field, e.category) for e in edits} & {(e.field, e.category) for e in union}:
+            union.extend(edits)
+    out = [Proposal(tuple(union), "union of the edits last round also found significant",
+                    COMBINER)] if len(groups) > 1 else []
+    return out + [Proposal(edits, "an edit last round also found significant, on top of "
+                           "its winner", COMBINER) for edits in groups]
+
+
+#: The proposer name of combined candidates in the run store.
+COMBINER = "combine"
 
 
 def _finish(store: RunStore, run_id: str, state: _State, status: str, reason: str, seed: int,
@@ -329,12 +440,6 @@ def _tried_hashes(store: RunStore, run_id: str) -> set[str]:
     rows = store.query("SELECT config_hash FROM candidates WHERE run_id = ? UNION "
                        "SELECT incumbent_hash FROM rounds WHERE run_id = ?", [run_id, run_id])
     return {r["config_hash"] for r in rows}
-
-
-def _scores_by_edit(store: RunStore, run_id: str) -> dict[str, float]:
-    rows = store.query("SELECT edit_json, dev_score FROM candidates WHERE run_id = ? AND "
-                       "proposer = 'optuna' AND dev_score IS NOT NULL", [run_id])
-    return {r["edit_json"]: r["dev_score"] for r in rows}
 
 
 def _unit_describer(benchmark: Benchmark, incumbent: RetrievalConfig

@@ -1,10 +1,16 @@
-"""Exploration when progress stalls: Optuna TPE over the dimensions not yet tried, seeded and
-replayed from the run store so that a resumed run samples exactly as an uninterrupted one."""
+"""Exploration when the diagnoser stalls: a trust region around the incumbent. Each draw changes
+2-3 dimensions, numeric ones within a radius of the incumbent's value; the radius doubles after
+an exploring round that was accepted and halves after one that was not (restarting once it gets
+too small), as trust-region methods do. The region is replayed from the run's attempt history
+and every draw is seeded by (seed, round), so a resumed run samples exactly as an uninterrupted
+one."""
 from __future__ import annotations
 
-import json
-import logging
+import math
+import random
 from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
 
 import optuna
 
@@ -13,40 +19,99 @@ from evolve.diagnosers.base import (Attempt, DiagnosisContext, Edit, Proposal,
 from search_space.dimensions import DIMENSIONS
 from search_space.optuna_space import distributions
 
-optuna.logging.set_verbosity(logging.WARNING)
+#: The proposer name of exploring candidates in the run store.
+PROPOSER = "explore"
+#: The radius is a share of a numeric dimension's range (of its log range for log dimensions).
+RADIUS_START = 0.25
+RADIUS_MIN = 1 / 16
+RADIUS_MAX = 1.0
+#: Dimensions changed per draw: the narrow region changes 2, a region grown to this radius 3.
+DIMS_NARROW, DIMS_WIDE = 2, 3
+RADIUS_WIDE = 0.5
 
 
-def untried_dimensions(history: list[Attempt], answerer: str) -> list[str]:
-    tried = {e["field"] for a in history for e in json.loads(a.edit_json)}
-    usable = [d.name for d in DIMENSIONS
-              if d.name != "answerer" and (answerer == "llm" or not d.needs_llm)]
-    fresh = [n for n in usable if n not in tried]
-    return fresh or usable
+@dataclass(frozen=True)
+class Region:
+    radius: float
+    dims: int
+    successes: int
+    failures: int
+
+    def describe(self) -> str:
+        return (f"trust region radius {self.radius:.3g} of each range, {self.dims} dimensions "
+                f"per draw ({self.successes} exploring rounds accepted, {self.failures} not)")
 
 
-def explore(context: DiagnosisContext, scores: dict[str, float]) -> list[Proposal]:
-    """K proposals from TPE; past Optuna candidates of this run are told to the study first."""
-    names = untried_dimensions(context.history, context.incumbent.answerer)
+def usable_dimensions(answerer: str) -> list[str]:
+    return [d.name for d in DIMENSIONS
+            if d.name != "answerer" and (answerer == "llm" or not d.needs_llm)]
+
+
+def trust_region(history: list[Attempt]) -> Region:
+    """The region after the exploring rounds of ``history``: doubled by each accepted round,
+    halved by each other one, back to the start when it falls below the minimum."""
+    rounds: dict[int, bool] = {}
+    for attempt in history:
+        if attempt.proposer == PROPOSER:
+            rounds[attempt.round] = rounds.get(attempt.round, False) or \
+                attempt.decision == "accepted"
+    radius, successes = RADIUS_START, 0
+    for number in sorted(rounds):
+        if rounds[number]:
+            successes += 1
+            radius = min(RADIUS_MAX, radius * 2)
+        else:
+            radius /= 2
+            if radius < RADIUS_MIN:
+                radius = RADIUS_START
+    dims = DIMS_WIDE if radius >= RADIUS_WIDE else DIMS_NARROW
+    return Region(radius, dims, successes, len(rounds) - successes)
+
+
+def explore(context: DiagnosisContext) -> list[Proposal]:
+    """K proposals drawn from the trust region around the incumbent."""
+    names = usable_dimensions(context.incumbent.answerer)
     dists = distributions(names, context.max_context_tokens)
-    sampler = optuna.samplers.TPESampler(seed=context.seed * 1009 + context.round,
-                                         n_startup_trials=5)
-    study = optuna.create_study(direction="maximize", sampler=sampler)
-    for attempt in context.history:
-        if attempt.proposer != "optuna" or attempt.edit_json not in scores:
-            continue
-        params = {e["field"]: e["value"] for e in json.loads(attempt.edit_json)}
-        if set(params) == set(dists) and all(dists[k]._contains(dists[k].to_internal_repr(v))
-                                             for k, v in params.items()):
-            study.add_trial(optuna.trial.create_trial(params=params, distributions=dists,
-                                                      value=scores[attempt.edit_json]))
+    region = trust_region(context.history)
+    rng = random.Random(context.seed * 1009 + context.round)
 
     def sampled() -> Iterator[Proposal]:
-        # Read lazily: the study is asked only as often as proposals are still needed, which
-        # keeps a resumed run's draws identical to an uninterrupted one's.
-        for _ in range(context.n_proposals * 4):
-            trial = study.ask(dists)
-            study.tell(trial, state=optuna.trial.TrialState.FAIL)
-            edits = tuple(Edit(k, v) for k, v in sorted(trial.params.items()))
-            yield Proposal(edits, f"TPE over untried dimensions {', '.join(names)}", "optuna")
+        # Read lazily: draws stop as soon as K admissible ones are found.
+        for _ in range(context.n_proposals * 8):
+            chosen = sorted(rng.sample(names, min(region.dims, len(names))))
+            edits = tuple(Edit(n, near(dists[n], getattr(context.incumbent, n), region.radius,
+                                       rng)) for n in chosen)
+            yield Proposal(edits, f"{region.describe()}: around the incumbent's "
+                                  f"{', '.join(chosen)}", PROPOSER)
 
     return first_admissible(context, sampled())
+
+
+def near(dist: optuna.distributions.BaseDistribution, current: Any, radius: float,
+         rng: random.Random) -> Any:
+    """A value of ``dist`` other than ``current`` where it allows one: a categorical one drawn
+    among the other choices, a numeric one uniformly within ``radius`` of the range (log range
+    for log distributions) around ``current``."""
+    if isinstance(dist, optuna.distributions.CategoricalDistribution):
+        others = [c for c in dist.choices if c != current]
+        return rng.choice(others) if others else current
+    low, high = dist.low, dist.high  # type: ignore[attr-defined]
+    log = dist.log  # type: ignore[attr-defined]
+    to = (lambda v: math.log(v)) if log else (lambda v: float(v))
+    back = (lambda v: math.exp(v)) if log else (lambda v: v)
+    centre = min(max(to(current), to(low)), to(high))
+    width = radius * (to(high) - to(low))
+    lo, hi = max(to(low), centre - width), min(to(high), centre + width)
+    is_int = isinstance(dist, optuna.distributions.IntDistribution)
+    value: Any = current
+    for _ in range(20):
+        value = back(rng.uniform(lo, hi))
+        if is_int:
+            value = min(int(high), max(int(low), int(round(value))))
+        if value != current:
+            return value
+    if is_int:
+        # A region narrower than one step: the neighbouring integer, where the range has one.
+        step = [v for v in (current + 1, current - 1) if low <= v <= high]
+        return rng.choice(step) if step else current
+    return value

@@ -64,7 +64,7 @@ def print_outcome(store: "RunStore", outcome: "RunOutcome") -> None:
         rows.append(["test", outcome.test_start.score, outcome.test_best.score,
                      (outcome.test_best.score or 0) - (outcome.test_start.score or 0)])
     console.print(table(f"run {outcome.run_id}: {outcome.status} after {outcome.rounds} rounds, "
-                        f"{outcome.evaluations} evaluations, {outcome.wall_s:.1f}s",
+                        f"{outcome.evaluations:g} evaluations, {outcome.wall_s:.1f}s",
                         ["split", "start", "evolved", "gain"], rows))
     changes = outcome.best.config.differences(outcome.start.config)
     if changes:

@@ -116,7 +116,8 @@ CREATE TABLE IF NOT EXISTS rounds (
     decision          VARCHAR NOT NULL,      -- accept | keep | converge | budget
     reason            VARCHAR NOT NULL,
     rng_state         VARCHAR NOT NULL,      -- for an exact resume
-    evaluations_used  INTEGER NOT NULL,
+    evaluations_used  DOUBLE NOT NULL,       -- by the questions scored: a candidate screened
+                                             -- on half of dev adds 0.5
     tokens_used       BIGINT NOT NULL,
     cost_used         DOUBLE NOT NULL,
     wall_s            DOUBLE NOT NULL,
@@ -130,7 +131,7 @@ CREATE TABLE IF NOT EXISTS candidates (
     candidate      INTEGER NOT NULL,
     parent_hash    VARCHAR NOT NULL,
     config_hash    VARCHAR NOT NULL,
-    proposer       VARCHAR NOT NULL,         -- rules | llm | optuna
+    proposer       VARCHAR NOT NULL,         -- rules | llm | explore | combine
     edit_json      VARCHAR NOT NULL,
     rationale      VARCHAR NOT NULL,
     dev_score      DOUBLE,
@@ -138,7 +139,10 @@ CREATE TABLE IF NOT EXISTS candidates (
     ci_low         DOUBLE,
     ci_high        DOUBLE,
     p_value        DOUBLE,
-    decision       VARCHAR NOT NULL,         -- accepted | rejected | reverted | invalid
+    dev_questions  INTEGER,                  -- questions dev_score and delta are over: all of
+                                             -- dev, or the round's screening subsample
+    decision       VARCHAR NOT NULL,         -- accepted | rejected | reverted | invalid |
+                                             -- screened (not promoted to full dev)
     reason         VARCHAR NOT NULL,
     PRIMARY KEY (run_id, round, candidate)
 );
@@ -232,7 +236,8 @@ CREATE TABLE IF NOT EXISTS bench_summary (
     strategy     VARCHAR NOT NULL,
     seed         INTEGER NOT NULL,
     budget       INTEGER NOT NULL,
-    evaluations  INTEGER NOT NULL,          -- dev evaluations spent (repeats count)
+    evaluations  DOUBLE NOT NULL,           -- dev evaluations spent (repeats count), by the
+                                            -- questions scored
     distinct_configs INTEGER NOT NULL,
     choice_hash  VARCHAR NOT NULL,          -- in configs: 'memevolve export' reads it
     best_dev     DOUBLE,

@@ -69,6 +69,9 @@ class Trace:
     config_hashes: list[str] = field(default_factory=list)
     dev_scores: list[float] = field(default_factory=list)
     best_so_far: list[float] = field(default_factory=list)
+    #: Each evaluation's share of the budget: the questions it scored over the dev questions
+    #: (memevolve's screened candidates cost less than 1).
+    costs: list[float] = field(default_factory=list)
     choice: RetrievalConfig | None = None
     choice_dev: float = math.nan
     test_score: float = math.nan
@@ -79,13 +82,35 @@ class Trace:
         return self.choice_dev - self.test_score
 
     @property
+    def spent(self) -> float:
+        return sum(self.costs)
+
+    @property
     def auc(self) -> float:
-        """Area under the best-so-far curve over the whole budget, divided by the budget; a run
-        that stopped early keeps its last value to the end."""
+        """Area under the best-so-far curve over the budget (each point as wide as its
+        evaluation's cost), divided by the budget; a run that stopped early keeps its last value
+        to the end."""
         if not self.best_so_far:
             return math.nan
-        padded = self.best_so_far + [self.best_so_far[-1]] * (self.budget - len(self.best_so_far))
-        return sum(padded) / self.budget
+        area = sum(b * c for b, c in zip(self.best_so_far, self.costs))
+        return (area + self.best_so_far[-1] * max(0.0, self.budget - self.spent)) / self.budget
+
+    def curve(self) -> list[float]:
+        """The best-so-far value after 1, 2, ... ``budget`` evaluations' worth of cost."""
+        out, spent, i = [], 0.0, 0
+        for x in range(1, self.budget + 1):
+            while i < len(self.costs) and spent + self.costs[i] <= x + 1e-9:
+                spent += self.costs[i]
+                i += 1
+            out.append(self.best_so_far[max(0, i - 1)])
+        return out
+
+    def add(self, config_hash: str, dev_score: float, best_so_far: float,
+            cost: float = 1.0) -> None:
+        self.config_hashes.append(config_hash)
+        self.dev_scores.append(dev_score)
+        self.best_so_far.append(best_so_far)
+        self.costs.append(cost)
 
 
 def search_dimensions() -> list[str]:
@@ -123,9 +148,7 @@ class DevBudget:
                                       objective=self.setup.objective)[0]
             self._memo[key] = _score(result.score)
         score = self._memo[key]
-        self.trace.config_hashes.append(key)
-        self.trace.dev_scores.append(score)
-        self.trace.best_so_far.append(incumbent_after(score))
+        self.trace.add(key, score, incumbent_after(score))
         return score
 
 
@@ -194,20 +217,20 @@ def _memevolve_trace(store: RunStore, run_id: str, budget: int, seed: int) -> Tr
     trace = Trace("memevolve", seed, budget)
     rounds = store.query("SELECT round, incumbent_hash, incumbent_score FROM rounds "
                          "WHERE run_id = ? ORDER BY round", [run_id])
-    candidates = store.query("SELECT round, config_hash, dev_score FROM candidates "
-                             "WHERE run_id = ? ORDER BY round, candidate", [run_id])
+    candidates = store.query("SELECT round, config_hash, dev_score, dev_questions FROM "
+                             "candidates WHERE run_id = ? ORDER BY round, candidate", [run_id])
+    n_dev = store.query("SELECT n_questions FROM evaluations WHERE run_id = ? AND part = 'dev' "
+                        "ORDER BY created_at LIMIT 1", [run_id])[0]["n_questions"]
     incumbent = rounds[0]["incumbent_score"]
-    trace.config_hashes.append(rounds[0]["incumbent_hash"])
-    trace.dev_scores.append(incumbent)
-    trace.best_so_far.append(incumbent)
+    trace.add(rounds[0]["incumbent_hash"], incumbent, incumbent)
     after = {r["round"]: r["incumbent_score"] for r in rounds}
     for i, cand in enumerate(candidates):
         last_of_round = i + 1 == len(candidates) or candidates[i + 1]["round"] != cand["round"]
         if last_of_round:
             incumbent = after[cand["round"]]
-        trace.config_hashes.append(cand["config_hash"])
-        trace.dev_scores.append(_score(cand["dev_score"]))
-        trace.best_so_far.append(incumbent)
+        # A screened-out candidate cost its share of dev; a promoted one all of it.
+        trace.add(cand["config_hash"], _score(cand["dev_score"]), incumbent,
+                  (cand["dev_questions"] or n_dev) / n_dev)
     return trace
 
 
@@ -324,7 +347,7 @@ def run_search(store: RunStore, setup: SearchSetup, evaluator: Evaluator, *,
                 trace = run_strategy(name, setup, evaluator, budget, seed)
                 _store_trace(store, run_id, trace)
                 traces.append(trace)
-                report(f"{name} budget {budget} seed {seed}: {len(trace.dev_scores)} "
+                report(f"{name} budget {budget} seed {seed}: {trace.spent:g} "
                        f"evaluations, best dev {trace.choice_dev:.4f}, test "
                        f"{trace.test_score:.4f}, {trace.wall_s:.1f}s")
     plot = write_curves(traces, out / "search_curves.png", setup) if out else None
@@ -360,7 +383,7 @@ def _store_trace(store: RunStore, run_id: str, trace: Trace) -> None:
                                               trace.best_so_far))])
         store.insert_rows("bench_summary", [{
             "run_id": run_id, "strategy": trace.strategy, "seed": trace.seed,
-            "budget": trace.budget, "evaluations": len(trace.dev_scores),
+            "budget": trace.budget, "evaluations": trace.spent,
             "distinct_configs": len(set(trace.config_hashes)),
             "choice_hash": trace.choice.config_hash, "best_dev": _sql(trace.choice_dev),
             "test_score": _sql(trace.test_score), "gap": _sql(trace.gap),
@@ -440,8 +463,7 @@ def write_curves(traces: list[Trace], path: Path, setup: SearchSetup) -> Path:
             runs = [t for t in traces if t.budget == budget and t.strategy == name]
             if not runs:
                 continue
-            curves = [t.best_so_far + [t.best_so_far[-1]] * (budget - len(t.best_so_far))
-                      for t in runs]
+            curves = [t.curve() for t in runs]
             xs = list(range(1, budget + 1))
             mean = [statistics.fmean(c[i] for c in curves) for i in range(budget)]
             line, = ax.plot(xs, mean, label=name)

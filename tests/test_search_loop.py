@@ -1,0 +1,158 @@
+"""The loop's search: trust-region exploration around the incumbent, combining significant
+edits, and multi-fidelity screening with an evaluation budget counted by questions scored."""
+from __future__ import annotations
+
+import json
+import math
+import random
+
+import optuna
+import pytest
+
+from evolve.diagnosers.base import Attempt, DiagnosisContext
+from evolve.evolution import (COMBINER, EvolveSettings, _affordable, _State, combined, evolve)
+from evolve.explore import (PROPOSER, RADIUS_MIN, RADIUS_START, explore, near, trust_region,
+                            usable_dimensions)
+from evolve.meta import Guard
+from evolve.store import RunStore
+from search_space.config import load_preset
+from search_space.dimensions import DIMENSIONS_BY_NAME
+from search_space.optuna_space import distributions
+
+
+def _explored(round_: int, decision: str) -> Attempt:
+    return Attempt(round_, PROPOSER, json.dumps([{"field": "top_k", "value": 5,
+                                                  "category": None}]), 0.0, decision)
+
+
+def test_the_region_grows_on_success_shrinks_on_failure_and_restarts():
+    assert trust_region([]).radius == RADIUS_START
+    grown = trust_region([_explored(1, "rejected"), _explored(1, "accepted")])
+    assert grown.radius == RADIUS_START * 2 and grown.dims == 3 and grown.successes == 1
+    shrunk = trust_region([_explored(1, "rejected"), _explored(2, "reverted")])
+    assert shrunk.radius == RADIUS_START / 4 and shrunk.dims == 2 and shrunk.failures == 2
+    # Attempts of other proposers do not move the region.
+    other = Attempt(3, "rules", "[]", 0.1, "accepted")
+    assert trust_region([other]).radius == RADIUS_START
+    halvings = int(math.log2(RADIUS_START / RADIUS_MIN)) + 1
+    restarted = trust_region([_explored(r, "rejected") for r in range(1, halvings + 1)])
+    assert restarted.radius == RADIUS_START
+
+
+def _context(store, incumbent, history, round_=3, seed=0, n=4) -> DiagnosisContext:
+    return DiagnosisContext(store=store, run_id="r", round=round_, incumbent=incumbent,
+                            benchmark_key="k", question_ids=[], objective="recall_in_context",
+                            max_context_tokens=1000, history=history, seed=seed,
+                            n_proposals=n)
+
+
+def test_exploration_changes_two_or_three_dimensions_near_the_incumbent(tmp_path):
+    incumbent = load_preset("weak")
+    dists = distributions(usable_dimensions(incumbent.answerer), 1000)
+    with RunStore(tmp_path / "m.duckdb") as store:
+        narrow = explore(_context(store, incumbent, []))
+        wide = explore(_context(store, incumbent, [_explored(1, "accepted")]))
+        again = explore(_context(store, incumbent, []))
+    assert len(narrow) == 4 and all(p.proposer == PROPOSER for p in narrow)
+    assert [p.edits for p in narrow] == [p.edits for p in again]
+    assert {len(p.edits) for p in narrow} == {2} and {len(p.edits) for p in wide} == {3}
+    for proposal in narrow:
+        for edit in proposal.edits:
+            dist, current = dists[edit.field], getattr(incumbent, edit.field)
+            assert edit.value != current
+            if isinstance(dist, optuna.distributions.CategoricalDistribution):
+                continue
+            span = (math.log(dist.high) - math.log(dist.low)) if dist.log else \
+                dist.high - dist.low
+            moved = abs(math.log(edit.value) - math.log(current)) if dist.log else \
+                abs(edit.value - current)
+            step = 1 if isinstance(dist, optuna.distributions.IntDistribution) else 0
+            assert moved <= RADIUS_START * span + step + 1e-9, edit
+
+
+def test_near_stays_in_range_and_steps_an_integer_when_the_region_is_narrow():
+    rng = random.Random(0)
+    dim = DIMENSIONS_BY_NAME["top_k"]
+    dist = distributions(["top_k"], 1000)["top_k"]
+    values = [near(dist, int(dim.low), 1e-6, rng) for _ in range(20)]
+    assert set(values) == {int(dim.low) + 1}
+    wide = [near(dist, 10, 1.0, rng) for _ in range(200)]
+    assert all(dist.low <= v <= dist.high and v != 10 for v in wide)
+    choice = optuna.distributions.CategoricalDistribution(("a", "b"))
+    assert near(choice, "a", 0.1, rng) == "b"
+
+
+def _candidate(round_, i, edits, decision, delta, ci_low):
+    return {"run_id": "r", "round": round_, "candidate": i, "parent_hash": "p",
+            "config_hash": f"h{round_}{i}", "proposer": "rules", "edit_json": json.dumps(edits),
+            "rationale": "x", "dev_score": 0.5, "delta": delta, "ci_low": ci_low,
+            "ci_high": delta + 0.1, "p_value": 0.01, "dev_questions": 10,
+            "decision": decision, "reason": "x"}
+
+
+def test_significant_runners_up_are_combined_on_top_of_the_winner(tmp_path, locomo):
+    from benchmarks.splits import make_split
+
+    e = lambda field, value, category=None: {"field": field, "value": value,
+                                              "category": category}
+    with RunStore(tmp_path / "m.duckdb") as store:
+        store.create_run("r", "evolve", locomo, make_split(locomo), {})
+        store.insert_rows("candidates", [
+            _candidate(1, 0, [e("top_k", 8)], "accepted", 0.05, 0.02),
+            _candidate(1, 1, [e("top_k", 8, "2")], "rejected", 0.04, 0.01),
+            _candidate(1, 2, [e("bm25_k1", 1.5)], "rejected", 0.03, 0.01),
+            _candidate(1, 3, [e("top_k", 12)], "rejected", 0.03, 0.01),   # same field as winner
+            _candidate(1, 4, [e("mmr_lambda", 0.5)], "rejected", 0.01, -0.01),  # not significant
+            _candidate(2, 0, [e("top_k", 9)], "rejected", 0.0, -0.1)])
+        proposals = combined(store, "r", 1, Guard())
+        assert combined(store, "r", 2, Guard()) == []
+    assert all(p.proposer == COMBINER for p in proposals)
+    assert [[edit.label() for edit in p.edits] for p in proposals] == [
+        ["top_k[2]=8", "bm25_k1=1.5"], ["top_k[2]=8"], ["bm25_k1=1.5"]]
+
+
+def test_a_round_fits_the_budget_counting_screened_candidates_by_share():
+    settings = EvolveSettings(max_evaluations=10, promote=2)
+    proposals = list(range(6))
+    state = lambda used: _State(0, None, None, 0, used, 0, 0.0, 0.0)  # type: ignore[arg-type]
+    # 6 screened at 0.5 and 2 promoted at 0.5 more: 4 evaluations.
+    assert _affordable(proposals, settings, state(6.0), 0.5) == proposals
+    assert _affordable(proposals, settings, state(7.0), 0.5) == proposals[:4]
+    assert _affordable(proposals, settings, state(8.5), 0.5) == proposals[:1]
+    assert _affordable(proposals, settings, state(8.0), 0.0) == proposals[:2]
+
+
+@pytest.fixture(scope="module")
+def screened_run(tmp_path_factory):
+    path = tmp_path_factory.mktemp("screen") / "m.duckdb"
+    settings = EvolveSettings(benchmark="synthetic", workers=0, candidates=4, promote=2,
+                              max_rounds=3, max_evaluations=9, seed=2)
+    with RunStore(path) as store:
+        outcome = evolve(store, settings)
+        yield store, outcome
+
+
+def test_screening_promotes_the_best_and_counts_questions(screened_run):
+    store, outcome = screened_run
+    dev = store.query("SELECT n_questions FROM evaluations WHERE run_id = ? AND part = 'dev' "
+                      "LIMIT 1", [outcome.run_id])[0]["n_questions"]
+    rows = store.query("SELECT round, candidate, decision, dev_score, dev_questions FROM "
+                       "candidates WHERE run_id = ? ORDER BY round, candidate", [outcome.run_id])
+    screened = [r for r in rows if r["decision"] == "screened"]
+    assert screened and all(0 < r["dev_questions"] < dev for r in screened)
+    for number in {r["round"] for r in rows}:
+        group = [r for r in rows if r["round"] == number]
+        full = [r for r in group if r["dev_questions"] == dev]
+        assert len(full) == min(2, len(group))
+    rounds = store.query("SELECT evaluations_used FROM rounds WHERE run_id = ? ORDER BY round",
+                         [outcome.run_id])
+    used = [r["evaluations_used"] for r in rounds]
+    assert used == sorted(used) and used[-1] <= 9 + 1e-9
+    assert outcome.evaluations == used[-1]
+    # What a screened round cost: its candidates' question shares, the promoted at full weight.
+    first = [r for r in rows if r["round"] == 1]
+    promoted = [r for r in first if r["decision"] != "screened"]
+    screen_questions = {r["dev_questions"] for r in first if r["decision"] == "screened"}
+    (n_screen,) = screen_questions
+    assert math.isclose(used[1] - used[0], (len(first) * n_screen + len(promoted) *
+                                            (dev - n_screen)) / dev)
