@@ -11,7 +11,7 @@ import pytest
 
 from benchmarks.model import Benchmark, Conversation, Question, Session, Turn
 from benchmarks.splits import Split
-from evolve.store import RunStore, StoreError, paired_bootstrap
+from evolve.store import SCHEMA_VERSION, RunStore, StoreError, paired_bootstrap
 from search_space.config import RetrievalConfig, load_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -92,7 +92,7 @@ def test_new_store_has_every_table_and_the_schema_version(store: RunStore) -> No
     tables = {r["table_name"] for r in store.query("SELECT table_name FROM duckdb_tables()")}
     assert {"meta", "benchmarks", "configs", "runs", "evaluations", "evaluation_questions",
             "question_results", "llm_calls", "rounds", "candidates"} <= tables
-    assert store.query("SELECT value FROM meta WHERE key = 'schema_version'") == [{"value": "1"}]
+    assert store.query("SELECT value FROM meta WHERE key = 'schema_version'") == [{"value": SCHEMA_VERSION}]
 
 
 def test_reopening_keeps_what_was_written(tmp_path: Path) -> None:
@@ -110,7 +110,7 @@ def test_other_schema_version_is_refused_with_the_fix(tmp_path: Path) -> None:
     with pytest.raises(StoreError) as err:
         RunStore(path)
     message = str(err.value)
-    assert str(path) in message and "version 0" in message and "version 1" in message
+    assert str(path) in message and "version 0" in message and f"version {SCHEMA_VERSION}" in message
     assert "--db" in message
 
 
