@@ -13,8 +13,8 @@ from benchmarks.errors import MemevolveError
 from benchmarks.splits import make_split
 from evolve.diagnosers import DIAGNOSERS
 from evolve.diagnosers.base import Attempt, DiagnosisContext, Edit
-from evolve.diagnosers.llm import (LLMDiagnoser, SAMPLE_SIZE, diagnosis_messages,
-                                   stratified_sample)
+from evolve.diagnosers.llm import (LARGE, SMALL, LLMDiagnoser, diagnosis_messages, prompt_size,
+                                   stratified_sample, structured_output)
 from evolve.diagnosers.rules import RulesDiagnoser, failure_buckets
 from evolve.evaluation import Evaluator, evaluate_configs
 from evolve.evolution import EvolveSettings, evolve
@@ -301,7 +301,7 @@ def test_prompt_shows_buckets_space_config_and_history(make_context):
 def test_prompt_shows_sampled_failures_with_their_text(make_context, benchmark):
     context = make_context()
     shown = [line.split()[1] for line in sampled(context)]
-    assert len(shown) == SAMPLE_SIZE
+    assert len(shown) == SMALL.failures
     first = next(q for q in benchmark.questions if q.id == shown[0])
     evidence = first.evidence[0]
     text = unit_text(benchmark.conversation_by_id[first.conversation_id], evidence)
@@ -356,3 +356,54 @@ def test_sample_of_everything_is_a_permutation(store):
                        "WHERE recall_in_context < 1 ORDER BY question_id")
     sample = stratified_sample(rows, len(rows) + 5, seed=3)
     assert sorted(r["question_id"] for r in sample) == [r["question_id"] for r in rows]
+
+
+# The prompt sized to the model ----------------------------------------------------------------
+LARGE_MODEL = {"model": "gpt-4o-mini", "api_key": "sk-test", "max_retries": 1,
+               "backoff_s": 0.001}
+
+
+def test_the_prompt_size_comes_from_litellms_model_information():
+    from evolve.llm import LLMSettings
+
+    assert litellm.get_model_info("gpt-4o-mini")["max_input_tokens"] >= 32_000
+    assert prompt_size(LLMSettings(**LARGE_MODEL)) == LARGE
+    # The local SmolLM2 server and a model litellm does not know keep the small prompt.
+    assert prompt_size(LLMSettings(**MODEL)) == SMALL
+    assert prompt_size(LLMSettings(model="openai/no-such-model-xyz")) == SMALL
+    assert structured_output(LLMSettings(**MODEL)) == {}
+    schema = structured_output(LLMSettings(**LARGE_MODEL))["response_format"]
+    assert schema["type"] == "json_schema" and "proposals" in json.dumps(schema)
+
+
+def test_a_large_model_sees_per_type_statistics_many_failures_and_the_whole_history(
+        make_context, benchmark):
+    history = [Attempt(r, "rules", json.dumps([{"field": "top_k", "value": 4 + r,
+                                                 "category": None}]), 0.0, "rejected")
+               for r in range(1, 15)]
+    context = make_context(history=history)
+    small = "\n".join(m["content"] for m in diagnosis_messages(context, SMALL))
+    large = "\n".join(m["content"] for m in diagnosis_messages(context, LARGE))
+    failures = context.store.query(
+        "SELECT count(*) AS n FROM question_results WHERE config_hash = ? AND "
+        "recall_in_context < 1", [context.incumbent.config_hash])[0]["n"]
+    shown = [line for line in large.splitlines() if line.startswith("### ")]
+    assert len(shown) == min(LARGE.failures, failures) > SMALL.failures
+    assert "## Per question type" in large and "## Per question type" not in small
+    categories = {q.category for q in benchmark.questions}
+    assert all(f"\n{c} | " in large for c in categories)
+    assert "(last 14 of 14)" in large and "(last 10 of 14)" in small
+    assert "- round 1, rules: top_k=5" in large and "- round 1, rules:" not in small
+
+
+def test_a_structured_output_model_is_asked_for_the_schema_and_still_repaired(
+        provider, make_context):
+    diagnoser = LLMDiagnoser(LARGE_MODEL)
+    provider.replies = ["not json", reply(proposal(("top_k", 8, None)))]
+    proposals = diagnoser.propose(make_context())
+    assert [p.edits for p in proposals] == [(Edit("top_k", 8),)]
+    assert len(provider.requests) == 2
+    for request in provider.requests:
+        assert request["response_format"]["json_schema"]["name"] == "diagnosis"
+    assert len([m for m in provider.requests[0]["messages"][1]["content"].splitlines()
+                if m.startswith("### ")]) > SMALL.failures

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError
@@ -19,14 +20,30 @@ from search_space.dimensions import DIMENSIONS, DIMENSIONS_BY_NAME, space_docume
 
 log = logging.getLogger(__name__)
 
-#: Prompt size limits: a small local model has a context of a few thousand tokens.
-SAMPLE_SIZE = 5
-HISTORY_SHOWN = 10
-#: Edits shown per attempt: an exploring attempt re-samples every untried field at once.
-EDITS_SHOWN = 4
-UNITS_SHOWN = 3
-IDS_SHOWN = 8
-TEXT_CHARS = 120
+
+
+@dataclass(frozen=True)
+class PromptSize:
+    """How much of the failures and the history one prompt shows."""
+
+    failures: int
+    #: Attempts shown, latest first; None: the whole history.
+    history: int | None
+    edits: int
+    units: int
+    ids: int
+    chars: int
+    #: Per-question-type statistics (questions, mean objective, zero and partial recall).
+    per_type: bool
+
+
+#: Sized for a small local model with a context of a few thousand tokens (about 2,500).
+SMALL = PromptSize(failures=5, history=10, edits=4, units=3, ids=8, chars=120, per_type=False)
+#: About 20,000 tokens: 30 failures with their context and gold evidence, the whole history.
+LARGE = PromptSize(failures=30, history=None, edits=12, units=8, ids=20, chars=400,
+                   per_type=True)
+#: Input tokens from which a model gets the large prompt (room for it and the reply).
+LARGE_CONTEXT = 32_000
 #: Fields the user chooses, never the tuner (an LLM answerer needs a model and a key).
 NOT_TUNED = ("answerer",)
 
@@ -84,8 +101,9 @@ class LLMDiagnoser:
     proposed new dimensions, and falls back to the rules diagnoser when the LLM fails.
 
     ``model`` holds LLMSettings fields; its ``max_tokens`` bounds the reply (a proposal takes
-    about 60 tokens, so 512 leaves room for several), and the prompt is about 2,500 tokens, so
-    a local server needs a context of 4,096 or more.
+    about 60 tokens, so 512 leaves room for several). The prompt is sized to the model's
+    context window as litellm knows it: about 2,500 tokens (SMALL: a local server needs a
+    context of 4,096 or more) or, from LARGE_CONTEXT input tokens, about 20,000 (LARGE).
     """
 
     name = "llm"
@@ -100,11 +118,14 @@ class LLMDiagnoser:
             raise MemevolveError(f"diagnoser_model is not valid LLM settings: {exc}. Fix: give "
                                  "at least 'model' (a litellm model name).") from None
         self.client = LLMClient(settings, ResponseCache())
+        self.size = prompt_size(settings)
+        self.params = structured_output(settings)
 
     def propose(self, context: DiagnosisContext) -> list[Proposal]:
         try:
-            reply, _ = self.client.complete_json(diagnosis_messages(context), DiagnosisReply,
-                                                 purpose="diagnose")
+            reply, _ = self.client.complete_json(diagnosis_messages(context, self.size),
+                                                 DiagnosisReply, purpose="diagnose",
+                                                 **self.params)
         except LLMReplyError as exc:
             return self._fall_back(context, f"invalid JSON after one repair: "
                                             f"{_clip(exc.validation_error, 200)}")
@@ -129,7 +150,45 @@ class LLMDiagnoser:
         return RulesDiagnoser().propose(context)
 
 
-def diagnosis_messages(context: DiagnosisContext) -> Messages:
+def context_window(settings: LLMSettings) -> int | None:
+    """The model's input tokens from litellm's model information (its local cost map); None for
+    a local server (whose context is whatever it was started with) or a model litellm lacks."""
+    if settings.is_local:
+        return None
+    import litellm
+
+    try:
+        info = litellm.get_model_info(settings.model)
+    except Exception:  # litellm raises a bare Exception for a model it does not map
+        return None
+    window = info.get("max_input_tokens") or info.get("max_tokens")
+    return int(window) if window else None
+
+
+def prompt_size(settings: LLMSettings) -> PromptSize:
+    window = context_window(settings)
+    return LARGE if window is not None and window >= LARGE_CONTEXT else SMALL
+
+
+def structured_output(settings: LLMSettings) -> dict[str, Any]:
+    """The request parameters that ask the provider for DiagnosisReply JSON in its structured-
+    output mode, where litellm says the model has one; else none (the reply is parsed and
+    repaired once, as always)."""
+    if settings.is_local:
+        return {}
+    import litellm
+
+    try:
+        supported = litellm.supports_response_schema(model=settings.model)
+    except Exception:  # unknown model: no structured output
+        supported = False
+    if not supported:
+        return {}
+    return {"response_format": {"type": "json_schema", "json_schema": {
+        "name": "diagnosis", "schema": DiagnosisReply.model_json_schema()}}}
+
+
+def diagnosis_messages(context: DiagnosisContext, size: PromptSize = SMALL) -> Messages:
     """The prompt, a pure function of the store's rows and the context (its seed and round
     included). What stays the same every round (the task, the space, the reply format) comes
     first, so local servers and providers reuse their cache of that prefix."""
@@ -145,11 +204,12 @@ def diagnosis_messages(context: DiagnosisContext) -> Messages:
     user = "\n\n".join([
         f"## Round {context.round}: {context.objective} is now {score} over {summary['n']} dev "
         "questions",
+        *([_per_type(context)] if size.per_type else []),
         "## Failure buckets (category | bucket | questions | mean rank of first gold unit)\n"
         + _buckets(context),
-        _failures(context),
+        _failures(context, size),
         "## Current config (fields that differ from the defaults)\n" + _current(context.incumbent),
-        _history(context),
+        _history(context, size),
         "Reply with the JSON object only."])
     return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
@@ -242,13 +302,35 @@ def _buckets(context: DiagnosisContext) -> str:
                      for r in rows)
 
 
-def _failures(context: DiagnosisContext) -> str:
+PER_TYPE_SQL = """
+SELECT category, count(*) AS n, avg(CAST({column} AS DOUBLE)) AS score,
+       count(*) FILTER (WHERE recall_in_context = 0) AS zero,
+       count(*) FILTER (WHERE recall_in_context > 0 AND recall_in_context < 1) AS partial
+FROM question_results
+WHERE config_hash = ? AND benchmark_key = ? AND question_id IN (SELECT unnest(?::VARCHAR[]))
+  AND invalid_reason IS NULL
+GROUP BY category ORDER BY category
+"""
+
+
+def _per_type(context: DiagnosisContext) -> str:
+    rows = context.store.query(
+        PER_TYPE_SQL.format(column=objective_column(context.objective)),
+        [context.incumbent.config_hash, context.benchmark_key, context.question_ids])
+    return "\n".join([f"## Per question type (category | questions | {context.objective} | "
+                      "zero recall | partial recall)"] +
+                     [f"{r['category']} | {r['n']} | "
+                      f"{'n/a' if r['score'] is None else round(r['score'], 4)} | "
+                      f"{r['zero']} | {r['partial']}" for r in rows])
+
+
+def _failures(context: DiagnosisContext, size: PromptSize) -> str:
     rows = context.store.query(FAILURE_SQL, [context.incumbent.config_hash,
                                              context.benchmark_key, context.question_ids])
-    sample = stratified_sample(rows, SAMPLE_SIZE, context.seed * 1009 + context.round)
+    sample = stratified_sample(rows, size.failures, context.seed * 1009 + context.round)
     head = (f"## Sampled failures ({len(sample)} of {len(rows)} with recall_in_context < 1, "
             "stratified by category and zero/partial recall)")
-    return "\n".join([head, *(_failure(context, row) for row in sample)] if sample else
+    return "\n".join([head, *(_failure(context, row, size) for row in sample)] if sample else
                      [head, "(none)"])
 
 
@@ -278,29 +360,30 @@ def _interleave(lists: list[list[Any]]) -> list[Any]:
     return [members[i] for i in range(longest) for members in lists if i < len(members)]
 
 
-def _failure(context: DiagnosisContext, row: dict[str, Any]) -> str:
+def _failure(context: DiagnosisContext, row: dict[str, Any], size: PromptSize) -> str:
     rank = row["evidence_rank"] if row["evidence_rank"] is not None else "not retrieved"
-    retrieved = ", ".join(row["retrieved_ids"][:IDS_SHOWN])
-    if len(row["retrieved_ids"]) > IDS_SHOWN:
-        retrieved += f" (+{len(row['retrieved_ids']) - IDS_SHOWN} more)"
+    retrieved = ", ".join(row["retrieved_ids"][:size.ids])
+    if len(row["retrieved_ids"]) > size.ids:
+        retrieved += f" (+{len(row['retrieved_ids']) - size.ids} more)"
     lines = [f"### {row['question_id']} (category {row['category']}, recall_in_context "
              f"{row['recall_in_context']:.2f}, first gold rank {rank})",
              f"retrieved (rank order): {retrieved}",
-             "gold evidence:", *_units(context, row, row["evidence_ids"]),
+             "gold evidence:", *_units(context, row, row["evidence_ids"], size.chars),
              f"context ({len(row['context_ids'])} units in context order"
-             f"{f', first {UNITS_SHOWN} shown' if len(row['context_ids']) > UNITS_SHOWN else ''}):",
-             *_units(context, row, row["context_ids"][:UNITS_SHOWN]),
-             f"answer: {json.dumps(_clip(row['answer'], TEXT_CHARS))}"]
+             f"{f', first {size.units} shown' if len(row['context_ids']) > size.units else ''}):",
+             *_units(context, row, row["context_ids"][:size.units], size.chars),
+             f"answer: {json.dumps(_clip(row['answer'], size.chars))}"]
     return "\n".join(lines)
 
 
-def _units(context: DiagnosisContext, row: dict[str, Any], ids: list[str]) -> list[str]:
+def _units(context: DiagnosisContext, row: dict[str, Any], ids: list[str],
+           chars: int) -> list[str]:
     if not ids:
         return ["- (none)"]
     if context.describe_units is None:
         return [f"- {unit_id}" for unit_id in ids]
     texts = context.describe_units(row["conversation_id"], list(ids))
-    return [f"- {unit_id}: {_clip(text, TEXT_CHARS)}" for unit_id, text in zip(ids, texts)]
+    return [f"- {unit_id}: {_clip(text, chars)}" for unit_id, text in zip(ids, texts)]
 
 
 def _current(config: RetrievalConfig) -> str:
@@ -311,8 +394,8 @@ def _current(config: RetrievalConfig) -> str:
     return "\n".join(lines) or "(all defaults)"
 
 
-def _history(context: DiagnosisContext) -> str:
-    shown = context.history[-HISTORY_SHOWN:]
+def _history(context: DiagnosisContext, size: PromptSize) -> str:
+    shown = context.history[-size.history:] if size.history else context.history
     head = f"## Attempt history (last {len(shown)} of {len(context.history)})"
     if not shown:
         return head + "\n(none yet)"
@@ -320,8 +403,8 @@ def _history(context: DiagnosisContext) -> str:
     for attempt in shown:
         edits = [Edit(**{**e, "value": _rounded(e["value"])}).label()
                  for e in json.loads(attempt.edit_json)]
-        more = f" (+{len(edits) - EDITS_SHOWN} more)" if len(edits) > EDITS_SHOWN else ""
-        edits = ", ".join(edits[:EDITS_SHOWN]) + more
+        more = f" (+{len(edits) - size.edits} more)" if len(edits) > size.edits else ""
+        edits = ", ".join(edits[:size.edits]) + more
         delta = "n/a" if attempt.delta is None else f"{attempt.delta:+.4f}"
         lines.append(f"- round {attempt.round}, {attempt.proposer}: {edits} -> delta {delta}, "
                      f"{attempt.decision}")
