@@ -100,6 +100,9 @@ LLMRetriesOpt = typer.Option(None, "--llm-retries", help="Retries of a failed LL
                              "timeouts, rate limits and server errors (default 3).")
 LLMConcurrencyOpt = typer.Option(None, "--llm-concurrency", help="LLM calls in flight at once "
                                  "per evaluation worker (default 4).")
+OracleOpt = typer.Option(False, "--oracle-gold-categories", help="ORACLE ablation: choose per-type "
+                         "overrides by the questions' gold categories instead of the predictor "
+                         "trained on dev. A deployed memory never knows them: never a result.")
 
 
 def _llm_dict(model: str | None, api_base: str | None, local: Any,
@@ -157,6 +160,31 @@ def _config(config_file: Optional[Path], preset: Optional[str], answer_model: Op
     return config
 
 
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
+
+
+def _route(config, store, bench, split, oracle_gold_categories: bool):
+    """The config as it is evaluated: overrides keyed on the type predicted by a predictor
+    trained on the split's dev part (unless the config names one), or, asked for by name, on
+    the gold categories."""
+    from evolve.question_types import train_on_split
+    from search_space.config import ORACLE_GOLD_CATEGORIES, RetrievalConfig
+
+    if oracle_gold_categories:
+        question_types = ORACLE_GOLD_CATEGORIES
+    elif config.question_types is not None or not config.overrides:
+        for body in config.artefacts.values():
+            store.put_artefact(body)
+        return config
+    else:
+        question_types = store.put_artefact(train_on_split(bench, split))
+        console.print(f"question types: predictor {question_types} trained on the "
+                      f"{len(split.questions(bench, 'dev'))} dev questions of split {split.name}")
+    return RetrievalConfig.model_validate({**config.model_dump(),
+                                           "question_types": question_types})
+
+
 # Evaluation -----------------------------------------------------------------------------------
 @app.command("eval")
 @user_errors
@@ -181,6 +209,7 @@ def eval_command(
                                            "per question to stay within (picks the lambda)."),
     llm_timeout: Optional[float] = LLMTimeoutOpt, llm_retries: Optional[int] = LLMRetriesOpt,
     llm_concurrency: Optional[int] = LLMConcurrencyOpt,
+    oracle_gold_categories: bool = OracleOpt,
 ) -> None:
     """Evaluate one config (or a router) on a benchmark in parallel; store every outcome."""
     import time
@@ -190,7 +219,8 @@ def eval_command(
     from benchmarks.splits import make_split
     from evolve.evaluation import Evaluator, evaluate_configs, objective_column
     from evolve.memory.system import EmbedderSpec, LLMSpec
-    from evolve.reporting import category_table, invalid_reasons, print_invalid
+    from evolve.reporting import (category_table, invalid_reasons, print_invalid,
+                                  question_type_table)
     from evolve.store import RunStore
 
     objective_column(objective)
@@ -215,14 +245,17 @@ def eval_command(
         ids = [q.id for q in the_split.questions(bench, part)]
         run_id = f"eval-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
         with RunStore(db) as store:
+            config = _route(config, store, bench, the_split, oracle_gold_categories)
             store.create_run(run_id, "eval", bench, the_split,
-                             {"part": part, "objective": objective, "config": config.config_hash})
+                             {"part": part, "objective": objective, "config": config.config_hash,
+                              "oracle_gold_categories": oracle_gold_categories})
             console.print(f"run {run_id}: evaluating {config.config_hash} on {len(ids)} "
                           f"{bench.name} {part} questions")
             try:
                 with Evaluator(bench, workers=workers, ray_address=ray_address,
                                embedder=EmbedderSpec(), llm=LLMSpec(answer=answer, judge=judge),
-                               progress=True) as evaluator:
+                               progress=True,
+                               oracle_gold_categories=oracle_gold_categories) as evaluator:
                     result = evaluate_configs(evaluator, [config], ids, part=part,
                                               objective=objective, store=store,
                                               run_id=run_id)[0]
@@ -233,10 +266,15 @@ def eval_command(
             all_invalid = bool(ids) and sum(invalid.values()) == len(ids)
             store.finish_run(run_id, "failed" if all_invalid else "done")
     if not all_invalid:
+        oracle = " ORACLE: overrides by GOLD category" if config.routes_on_gold else ""
         console.print(category_table(f"{bench.name} {part} ({len(ids)} questions), config "
-                                     f"{config.config_hash}", result.rows))
-    score = "n/a" if result.score is None else f"{result.score:.4f}"
-    console.print(f"run {run_id}: {objective} {score}; {result.n_reused} of "
+                                     f"{config.config_hash}{oracle}", result.rows))
+        types = question_type_table(f"question-type predictor {config.question_types} "
+                                    "(trained on dev) on these questions", result.rows)
+        if types is not None and not config.routes_on_gold:
+            console.print(types)
+    console.print(f"run {run_id}: {objective} {_fmt(result.score)} (non-adversarial), "
+                  f"{_fmt(result.adversarial_score)} (adversarial, apart); {result.n_reused} of "
                   f"{len(ids)} outcomes reused from {db}; {result.wall_s:.2f}s")
     if invalid:
         print_invalid(invalid, len(ids))
@@ -276,6 +314,7 @@ def run_command(
     api_base: Optional[str] = ApiBaseOpt, judge_model: Optional[str] = JudgeModelOpt,
     local_llm: bool = LocalLLMOpt,
     plots: bool = typer.Option(True, help="Write the report's PNG plots at the end."),
+    oracle_gold_categories: bool = OracleOpt,
 ) -> None:
     """Evolve a retrieval config on the dev split, guarded; report the best once on test."""
     import os
@@ -308,7 +347,8 @@ def run_command(
                 max_tokens=max_tokens, max_dollars=max_dollars, max_wall_s=max_wall_s,
                 confidence=confidence, min_effect=min_effect, seed=seed, workers=workers,
                 answer_model=answer if start.answerer == "llm" else None,
-                judge_model=_llm_dict(judge_model, api_base, None))
+                judge_model=_llm_dict(judge_model, api_base, None),
+                oracle_gold_categories=oracle_gold_categories)
         with RunStore(db) as store:
             outcome = evolve(store, settings, resume=resume,
                              report=lambda line: console.print(line), progress=True)
@@ -349,8 +389,10 @@ def compare_command(
 
     with RunStore(db, read_only=True) as store:
         result = store.compare(a, b, metric=metric, confidence=confidence)
-    rows = [[d.category, d.n, d.mean_a, d.mean_b, d.delta, f"[{d.ci_low:+.3f}, {d.ci_high:+.3f}]",
-             d.p_value] for d in result.categories + [result.overall]]
+    groups = result.categories + [d for d in (result.overall, result.adversarial) if d]
+    rows = [[d.category if d.category != "all" else "all (non-adversarial)", d.n, d.mean_a,
+             d.mean_b, d.delta, f"[{d.ci_low:+.3f}, {d.ci_high:+.3f}]", d.p_value]
+            for d in groups]
     console.print(table(f"{metric}: B ({result.b_hash}) - A ({result.a_hash}), "
                         f"{confidence:.0%} CI resampled by conversation",
                         ["category", "n", "A", "B", "delta", "CI", "p"], rows))

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from benchmarks.errors import MemevolveError
 from benchmarks.model import Benchmark
-from evolve.memory.system import EmbedderSpec, LLMSpec, MemorySystem
+from evolve.memory.system import EmbedderSpec, LLMSpec, MemorySystem, check_routing
 from search_space.config import RetrievalConfig
 
 if TYPE_CHECKING:
@@ -33,20 +33,26 @@ def objective_column(objective: str) -> str:
     return "judge_correct" if objective == "judge" else objective
 
 
-def question_scores(rows: Iterable[dict[str, Any]], objective: str) -> dict[str, float]:
-    """Question id -> objective value, for the questions where it is defined (valid, with gold)."""
+def question_scores(rows: Iterable[dict[str, Any]], objective: str, *,
+                    adversarial: bool = False) -> dict[str, float]:
+    """Question id -> objective value, for the questions where it is defined (valid, with gold).
+
+    BudgetMem's protocol: the headline (``adversarial=False``) leaves out the adversarial
+    questions (LoCoMo category 5, LongMemEval ``_abs``); ``adversarial=True`` scores only them,
+    as a column of its own. The two are never mixed."""
     column = objective_column(objective)
     out = {}
     for row in rows:
         value = row.get(column)
-        if value is None or row.get("invalid_reason"):
+        if value is None or row.get("invalid_reason") or bool(row["adversarial"]) != adversarial:
             continue
         out[row["question_id"]] = float(value)
     return out
 
 
-def mean_score(rows: Iterable[dict[str, Any]], objective: str) -> float | None:
-    values = list(question_scores(rows, objective).values())
+def mean_score(rows: Iterable[dict[str, Any]], objective: str, *,
+               adversarial: bool = False) -> float | None:
+    values = list(question_scores(rows, objective, adversarial=adversarial).values())
     return sum(values) / len(values) if values else None
 
 
@@ -55,8 +61,11 @@ class Evaluator:
 
     def __init__(self, benchmark: Benchmark, *, workers: int | None = None,
                  ray_address: str | None = None, embedder: EmbedderSpec | None = None,
-                 llm: LLMSpec | None = None, progress: bool = False) -> None:
+                 llm: LLMSpec | None = None, progress: bool = False,
+                 oracle_gold_categories: bool = False) -> None:
         self.benchmark = benchmark
+        self.oracle_gold_categories = oracle_gold_categories
+        self.artefacts: dict[str, dict[str, Any]] = {}
         self.embedder = embedder or EmbedderSpec()
         self.llm = llm or LLMSpec()
         self.progress = progress
@@ -71,7 +80,9 @@ class Evaluator:
         if self.workers == 0:
             if self._local is None:
                 self._local = MemorySystem(self.benchmark.conversations,
-                                           self.benchmark.questions, self.embedder, self.llm)
+                                           self.benchmark.questions, self.embedder, self.llm,
+                                           artefacts=self.artefacts,
+                                           oracle_gold_categories=self.oracle_gold_categories)
             return
         if self._actors:
             return
@@ -93,7 +104,22 @@ class Evaluator:
             for q in questions:
                 self._shard_of[q.id] = index
             self._actors.append(ShardActor.remote(conversations, questions, self.embedder,
-                                                  self.llm))
+                                                  self.llm, self.oracle_gold_categories))
+        if self.artefacts:
+            ray.get([actor.add_artefacts.remote(self.artefacts) for actor in self._actors])
+
+    def add_artefacts(self, artefacts: dict[str, dict[str, Any]]) -> None:
+        """Give every memory system the learned parts (by hash) that configs reference."""
+        new = {k: v for k, v in artefacts.items() if k not in self.artefacts}
+        if not new:
+            return
+        self.artefacts.update(new)
+        if self._local is not None:
+            self._local.add_artefacts(new)
+        elif self._actors:
+            import ray
+
+            ray.get([actor.add_artefacts.remote(new) for actor in self._actors])
 
     def embedding_counters(self) -> dict[str, int]:
         """Embedding cache hits and misses summed over this evaluator's memory systems."""
@@ -125,6 +151,15 @@ class Evaluator:
             ) -> list[tuple[list[dict[str, Any]], list[dict[str, Any]]]]:
         """Evaluate each (config, question ids) job; all jobs run concurrently on the actors.
         Returns (rows, llm call rows) per job, rows in the job's question order."""
+        for config, _ in jobs:
+            # Checked here too, so a refused config fails before any work is sent out.
+            check_routing(config, self.oracle_gold_categories)
+            if config.question_types and not config.routes_on_gold \
+                    and config.question_types not in self.artefacts:
+                raise MemevolveError(f"config {config.config_hash} needs question-type "
+                                     f"predictor {config.question_types}, which this evaluator "
+                                     "was not given. Fix: evaluate through the run store that "
+                                     "holds it, or a config file exported with it.")
         self._start()
         if self._local is not None:
             return [self._local.evaluate(config, ids) for config, ids in jobs]
@@ -214,6 +249,8 @@ class EvaluationResult:
     wall_s: float
     evaluation_id: str | None = None
     llm_calls: list[dict[str, Any]] = field(default_factory=list)
+    #: The objective on the adversarial questions alone (never part of ``score``).
+    adversarial_score: float | None = None
 
 
 def evaluate_configs(evaluator: Evaluator, configs: Sequence[RetrievalConfig],
@@ -224,6 +261,7 @@ def evaluate_configs(evaluator: Evaluator, configs: Sequence[RetrievalConfig],
     objective_column(objective)
     start = time.perf_counter()
     key = evaluator.benchmark.key
+    _provide_artefacts(evaluator, configs, question_ids, part, store)
     cached = [store.cached_results(c.config_hash, key, question_ids) if store else {}
               for c in configs]
     jobs, job_of = [], {}
@@ -240,13 +278,49 @@ def evaluate_configs(evaluator: Evaluator, configs: Sequence[RetrievalConfig],
         by_id = {**cached[i], **{r["question_id"]: r for r in new_rows}}
         rows = [by_id[q] for q in question_ids]
         score = mean_score(rows, objective)
+        adversarial = mean_score(rows, objective, adversarial=True)
         result = EvaluationResult(config, part, rows, score, len(cached[i]), wall,
-                                  llm_calls=calls)
+                                  llm_calls=calls, adversarial_score=adversarial)
         if store is not None and run_id is not None:
             result.evaluation_id = store.record_evaluation(
                 run_id, config, key, part, list(question_ids), new_rows, len(cached[i]),
-                objective, score if score is not None and not math.isnan(score) else None, wall)
+                objective, _finite(score), wall, adversarial_score=_finite(adversarial))
             if calls:
                 store.record_llm_calls(run_id, calls)
         results.append(result)
     return results
+
+
+def _finite(value: float | None) -> float | None:
+    return value if value is not None and not math.isnan(value) else None
+
+
+def _provide_artefacts(evaluator: Evaluator, configs: Sequence[RetrievalConfig],
+                       question_ids: Sequence[str], part: str, store: "RunStore | None") -> None:
+    """Hand the evaluator the predictors the configs reference (from a config file or the
+    store), and refuse a test evaluation by a predictor that was trained on test questions."""
+    from evolve.question_types import QuestionTypePredictor
+
+    for config in configs:
+        ref = config.question_types
+        if ref is None or config.routes_on_gold:
+            continue
+        body = config.artefacts.get(ref) or evaluator.artefacts.get(ref)
+        if body is None and store is not None:
+            body = store.artefact(ref)
+        if body is None:
+            raise MemevolveError(f"config {config.config_hash} references question-type "
+                                 f"predictor {ref}, which neither the config file nor the run "
+                                 "store holds. Fix: export the config again with 'memevolve "
+                                 "export', which embeds it.")
+        if store is not None:
+            store.put_artefact(body)
+        if part == "test":
+            leaked = set(body.get("question_ids", ())) & set(question_ids)
+            if leaked:
+                raise MemevolveError(f"question-type predictor {ref} was trained on {len(leaked)} "
+                                     f"of the questions evaluated here as '{part}' (e.g. "
+                                     f"{sorted(leaked)[0]}): its types would leak their labels. "
+                                     "Fix: evaluate on questions outside its dev split.")
+        QuestionTypePredictor.check_body(body)
+        evaluator.add_artefacts({ref: body})

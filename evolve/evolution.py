@@ -26,7 +26,8 @@ from evolve.memory.system import EmbedderSpec, LLMSpec
 from evolve.memory.units import unit_text
 from evolve.meta import Guard, judge_candidate
 from evolve.store import RunStore
-from search_space.config import RetrievalConfig, load_config, load_preset
+from search_space.config import (ORACLE_GOLD_CATEGORIES, RetrievalConfig, load_config,
+                                 load_preset)
 
 
 class EvolveSettings(BaseModel):
@@ -67,6 +68,8 @@ class EvolveSettings(BaseModel):
     workers: int | None = None
     answer_model: dict[str, Any] | None = None
     judge_model: dict[str, Any] | None = None
+    oracle_gold_categories: bool = Field(False, description="Route per-type overrides on the "
+                                         "gold categories (an oracle ablation, never a result).")
 
 
 @dataclass
@@ -97,14 +100,30 @@ class _State:
 Reporter = Callable[[str], None]
 
 
-def start_config(settings: EvolveSettings) -> RetrievalConfig:
+def start_config(settings: EvolveSettings, question_types: str | None = None) -> RetrievalConfig:
+    """The start config, routed by the run's question-type predictor (``question_types``)."""
     config = load_config(settings.config_path) if settings.config_path else \
         load_preset(settings.preset or "weak")
     if settings.answer_model and config.answerer == "llm":
         config = config.model_copy(update={"answer_model": settings.answer_model["model"]})
     if config.context_budget > settings.max_context_tokens:
         config = config.with_values({"context_budget": settings.max_context_tokens})
-    return config
+    # Every candidate inherits the predictor, so the overrides a diagnoser adds key on the
+    # predicted type from the start.
+    return RetrievalConfig.model_validate({**config.model_dump(),
+                                           "question_types": question_types})
+
+
+def run_question_types(store: RunStore, settings: EvolveSettings, benchmark: Benchmark,
+                       split: Split) -> str:
+    """The run's predictor: trained on its dev split (deterministic and independent of the run's
+    seed, so a resume or another seed gets the same one), stored by hash; or the gold-category
+    oracle when the settings ask for it."""
+    if settings.oracle_gold_categories:
+        return ORACLE_GOLD_CATEGORIES
+    from evolve.question_types import train_on_split
+
+    return store.put_artefact(train_on_split(benchmark, split))
 
 
 def evolve(store: RunStore, settings: EvolveSettings | None = None, *, resume: str | None = None,
@@ -159,12 +178,19 @@ def evolve(store: RunStore, settings: EvolveSettings | None = None, *, resume: s
 
     with nullcontext(evaluator) if evaluator is not None else \
             Evaluator(benchmark, workers=settings.workers, embedder=EmbedderSpec(), llm=llm,
-                      progress=progress) as evaluator:
+                      progress=progress,
+                      oracle_gold_categories=settings.oracle_gold_categories) as evaluator:
+        if settings.oracle_gold_categories and not evaluator.oracle_gold_categories:
+            raise MemevolveError("the settings ask for gold-category routing but the evaluator "
+                                 "given was made without oracle_gold_categories. Fix: pass one "
+                                 "made with it.")
+
         def evaluate(configs: list[RetrievalConfig], ids: list[str], part: str):
             return evaluate_configs(evaluator, configs, ids, part=part,
                                     objective=settings.objective, store=store, run_id=run_id)
 
-        start = evaluate([start_config(settings)], dev_ids, "dev")[0]
+        question_types = run_question_types(store, settings, benchmark, split)
+        start = evaluate([start_config(settings, question_types)], dev_ids, "dev")[0]
         state = _restore(store, run_id, start, evaluate, dev_ids)
         if state is None:
             state = _State(0, start.config, start, 0, 1, 0, 0.0, 0.0)

@@ -10,6 +10,7 @@ from rich.table import Table
 from evolve.console import console, table
 
 if TYPE_CHECKING:
+    from evolve.evaluation import EvaluationResult
     from evolve.evolution import RunOutcome
     from evolve.store import RunStore
 
@@ -21,13 +22,21 @@ def _mean(values: Iterable[Any]) -> float | None:
     return sum(kept) / len(kept) if kept else None
 
 
+#: Row labels of the two summary groups: BudgetMem's headline leaves adversarial questions out.
+HEADLINE = "all (non-adversarial)"
+ADVERSARIAL = "adversarial"
+
+
 def category_summary(rows: list[dict[str, Any]]) -> list[list[Any]]:
-    """Per category (and overall): n, the recall metrics, answer F1 and mean context tokens."""
+    """Per category, then the headline (non-adversarial questions) and the adversarial ones
+    apart: n, the recall metrics, answer F1 and mean context tokens."""
     groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for row in rows:
         groups[row["category"]].append(row)
+    summary = [(HEADLINE, [r for r in rows if not r["adversarial"]]),
+               (ADVERSARIAL, [r for r in rows if r["adversarial"]])]
     out = []
-    for name, members in sorted(groups.items()) + [("all", rows)]:
+    for name, members in sorted(groups.items()) + [g for g in summary if g[1]]:
         out.append([name, len(members)] + [_mean(r[m] for r in members) for m in METRICS]
                    + [_mean(r["context_tokens"] for r in members)])
     return out
@@ -56,16 +65,31 @@ def print_invalid(reasons: dict[str, int], total: int, shown: int = 3) -> None:
         console.print(f"  ... and {len(reasons) - shown} other reasons")
 
 
+def question_type_table(title: str, rows: list[dict[str, Any]]) -> Table | None:
+    """Accuracy of the predicted question type against the gold category, per category; None
+    when no row was routed by a predictor."""
+    from evolve.question_types import accuracy_by_category
+
+    accuracy = accuracy_by_category(rows)
+    if not accuracy:
+        return None
+    return table(title, ["category", "n", "predicted right"], [list(a) for a in accuracy])
+
+
 def print_outcome(store: "RunStore", outcome: "RunOutcome") -> None:
     """Start against evolved config, on dev and (once) on test, and the edits that got there."""
-    rows = [["dev", outcome.start.score, outcome.best.score,
-             (outcome.best.score or 0) - (outcome.start.score or 0)]]
+    def line(part: str, start: "EvaluationResult", best: "EvaluationResult") -> list[Any]:
+        return [part, start.score, best.score, (best.score or 0) - (start.score or 0),
+                start.adversarial_score, best.adversarial_score]
+
+    rows = [line("dev", outcome.start, outcome.best)]
     if outcome.test_start is not None and outcome.test_best is not None:
-        rows.append(["test", outcome.test_start.score, outcome.test_best.score,
-                     (outcome.test_best.score or 0) - (outcome.test_start.score or 0)])
+        rows.append(line("test", outcome.test_start, outcome.test_best))
     console.print(table(f"run {outcome.run_id}: {outcome.status} after {outcome.rounds} rounds, "
-                        f"{outcome.evaluations:g} evaluations, {outcome.wall_s:.1f}s",
-                        ["split", "start", "evolved", "gain"], rows))
+                        f"{outcome.evaluations:g} evaluations, {outcome.wall_s:.1f}s "
+                        "(headline: non-adversarial questions)",
+                        ["split", "start", "evolved", "gain", "adversarial start",
+                         "adversarial evolved"], rows))
     changes = outcome.best.config.differences(outcome.start.config)
     if changes:
         console.print(table("edits accepted (start -> evolved)", ["field", "start", "evolved"],
@@ -73,6 +97,10 @@ def print_outcome(store: "RunStore", outcome: "RunOutcome") -> None:
     if outcome.test_best is not None:
         console.print(category_table("evolved config on test, per category",
                                      outcome.test_best.rows))
+        types = question_type_table("question-type predictor on test (trained on dev only)",
+                                    outcome.test_best.rows)
+        if types is not None:
+            console.print(types)
 
 
 def trajectory(store: "RunStore", run_id: str) -> list[dict[str, Any]]:
@@ -97,6 +125,16 @@ def print_trajectory(store: "RunStore", run_id: str) -> None:
     console.print(table("rounds", ["round", "mode", "decision", "incumbent dev", "reason"],
                         [[r["round"], r["mode"], r["decision"], r["incumbent_score"],
                           r["reason"][:120]] for r in rounds]))
+    tests = [e for e in store.evaluations(run_id) if e["part"] == "test"]
+    if tests:
+        console.print(table("test evaluations (headline: non-adversarial questions)",
+                            ["evaluation", "config", "headline", "adversarial (apart)"],
+                            [[e["evaluation_id"], e["config_hash"], e["score"],
+                              e["adversarial_score"]] for e in tests]))
+        types = question_type_table("question-type predictor on test (trained on dev only)",
+                                    store.evaluation_results(tests[-1]["evaluation_id"]))
+        if types is not None:
+            console.print(types)
 
 
 def _short_edit(edit_json: str) -> str:

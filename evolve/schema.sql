@@ -47,7 +47,10 @@ CREATE TABLE IF NOT EXISTS evaluations (
     n_questions   INTEGER NOT NULL,
     n_reused      INTEGER NOT NULL,          -- rows served from the cache
     objective     VARCHAR NOT NULL,
-    score         DOUBLE,                    -- mean objective over the part
+    score         DOUBLE,                    -- headline: mean objective over the part's
+                                             -- non-adversarial questions (BudgetMem protocol)
+    adversarial_score DOUBLE,                -- the same over its adversarial questions only
+                                             -- (LoCoMo category 5, LongMemEval _abs)
     wall_s        DOUBLE NOT NULL,
     created_at    TIMESTAMP NOT NULL DEFAULT current_timestamp
 );
@@ -65,8 +68,11 @@ CREATE TABLE IF NOT EXISTS question_results (
     benchmark_key      VARCHAR NOT NULL,
     question_id        VARCHAR NOT NULL,
     conversation_id    VARCHAR NOT NULL,
-    category           VARCHAR NOT NULL,
+    category           VARCHAR NOT NULL,     -- gold label: for scoring and reports only
     adversarial        BOOLEAN NOT NULL,
+    question_type      VARCHAR,              -- the type the overrides were chosen by: predicted
+                                             -- from the text (gold only for an oracle config);
+                                             -- NULL when the config has no predictor
     retrieved_ids      VARCHAR[] NOT NULL,   -- unit ids in rank order (rank = position + 1)
     context_ids        VARCHAR[] NOT NULL,   -- units packed into the context, in context order
     evidence_ids       VARCHAR[] NOT NULL,   -- gold turn ids
@@ -88,6 +94,15 @@ CREATE TABLE IF NOT EXISTS question_results (
     invalid_reason     VARCHAR,              -- infrastructure failure: not scored
     created_at         TIMESTAMP NOT NULL DEFAULT current_timestamp,
     PRIMARY KEY (config_hash, benchmark_key, question_id)
+);
+
+-- Learned parts of configs (question-type predictors), by content hash; a config names one in
+-- its canonical JSON (question_types), so export and resume find it here.
+CREATE TABLE IF NOT EXISTS artefacts (
+    artefact_hash VARCHAR PRIMARY KEY,
+    kind          VARCHAR NOT NULL,          -- question_types
+    body_json     VARCHAR NOT NULL,
+    created_at    TIMESTAMP NOT NULL DEFAULT current_timestamp
 );
 
 CREATE TABLE IF NOT EXISTS llm_calls (
@@ -241,7 +256,8 @@ CREATE TABLE IF NOT EXISTS bench_summary (
     distinct_configs INTEGER NOT NULL,
     choice_hash  VARCHAR NOT NULL,          -- in configs: 'memevolve export' reads it
     best_dev     DOUBLE,
-    test_score   DOUBLE,
+    test_score   DOUBLE,                    -- headline: non-adversarial test questions
+    test_adversarial DOUBLE,                -- adversarial test questions, apart
     gap          DOUBLE,                    -- best_dev - test_score
     auc          DOUBLE,                    -- mean of best_so_far over the budget
     wall_s       DOUBLE NOT NULL,           -- the run, its one test evaluation included

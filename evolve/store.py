@@ -72,7 +72,8 @@ class Comparison:
     b_hash: str
     a_evaluation: str | None
     b_evaluation: str | None
-    overall: MetricDelta
+    overall: MetricDelta | None       # non-adversarial questions: the headline
+    adversarial: MetricDelta | None   # adversarial questions alone
     categories: list[MetricDelta]
     flipped: list[Flip]
     only_a: int
@@ -219,7 +220,7 @@ class RunStore:
     def record_evaluation(self, run_id: str, config: RetrievalConfig, benchmark_key: str,
                           part: str, question_ids: list[str], new_rows: list[dict[str, Any]],
                           n_reused: int, objective: str, score: float | None,
-                          wall_s: float) -> str:
+                          wall_s: float, adversarial_score: float | None = None) -> str:
         """Store one evaluation: its config, its newly computed question rows, the evaluation
         and the questions it covers, in one transaction. Returns the new evaluation id."""
         config_hash = config.config_hash
@@ -241,7 +242,8 @@ class RunStore:
             self._insert("evaluations", [{
                 "evaluation_id": evaluation_id, "run_id": run_id, "config_hash": config_hash,
                 "benchmark_key": benchmark_key, "part": part, "n_questions": len(question_ids),
-                "n_reused": n_reused, "objective": objective, "score": score, "wall_s": wall_s,
+                "n_reused": n_reused, "objective": objective, "score": score,
+                "adversarial_score": adversarial_score, "wall_s": wall_s,
             }])
             self._con.execute("INSERT INTO evaluation_questions "
                               "SELECT ?, UNNEST(?::VARCHAR[])", [evaluation_id, question_ids])
@@ -255,6 +257,24 @@ class RunStore:
                                  f"{len(question_ids)} questions have no stored result (neither "
                                  "new nor cached); nothing was written.")
         return evaluation_id
+
+    def put_artefact(self, body: dict[str, Any]) -> str:
+        """Store a learned part by its content hash (a no-op when it is there); returns it."""
+        from search_space.artefacts import artefact_hash, canonical_artefact_json
+
+        key = artefact_hash(body)
+        if not self.read_only and not self._scalar(
+                "SELECT count(*) FROM artefacts WHERE artefact_hash = ?", [key]):
+            with self.transaction():
+                self._insert("artefacts", [{"artefact_hash": key, "kind": body.get("kind", ""),
+                                            "body_json": canonical_artefact_json(body)}],
+                             conflict="IGNORE")
+        return key
+
+    def artefact(self, artefact_hash: str) -> dict[str, Any] | None:
+        stored = self._scalar("SELECT body_json FROM artefacts WHERE artefact_hash = ?",
+                              [artefact_hash])
+        return None if stored is None else json.loads(stored)
 
     def record_llm_calls(self, run_id: str | None, rows: list[dict[str, Any]]) -> None:
         with self.transaction():
@@ -373,33 +393,32 @@ class RunStore:
         params = {"a_hash": a_hash, "a_evaluation": a_evaluation,
                   "b_hash": b_hash, "b_evaluation": b_evaluation}
         sides = _sides_sql(metric)
-        groups = self._dicts(sides + """
-            SELECT CASE WHEN grouping(category) = 1 THEN NULL ELSE category END AS category,
-                   count(*) AS n, count(DISTINCT conversation_id) AS n_conversations,
-                   avg(a) AS mean_a, avg(b) AS mean_b
-            FROM paired
-            GROUP BY GROUPING SETS ((category), ())
-            ORDER BY grouping(category), category""", params)
-        if not groups:
+        pairs = self._con.execute(sides + """
+            SELECT category, adversarial, conversation_id, a, b FROM paired
+            ORDER BY category, question_id""", params).fetchall()
+        if not pairs:
             raise StoreError(f"{a_ref} and {b_ref} share no question with a {metric} value. "
                              "Fix: compare evaluations of the same benchmark and split.")
-        pairs = self._con.execute(sides + """
-            SELECT category, conversation_id, a, b FROM paired
-            ORDER BY category, question_id""", params).fetchall()
         categories = np.array([p[0] for p in pairs])
-        clusters = np.array([p[1] for p in pairs])
-        a_values = np.array([p[2] for p in pairs], dtype=np.float64)
-        b_values = np.array([p[3] for p in pairs], dtype=np.float64)
-        deltas = []
-        for group in groups:
-            mask = (np.ones(len(pairs), dtype=bool) if group["category"] is None
-                    else categories == group["category"])
-            delta, low, high, p_value = paired_bootstrap(
+        adversarial = np.array([bool(p[1]) for p in pairs])
+        clusters = np.array([p[2] for p in pairs])
+        a_values = np.array([p[3] for p in pairs], dtype=np.float64)
+        b_values = np.array([p[4] for p in pairs], dtype=np.float64)
+
+        def delta(name: str, mask: np.ndarray) -> MetricDelta:
+            d, low, high, p_value = paired_bootstrap(
                 a_values[mask], b_values[mask], clusters[mask], n_boot, seed, confidence)
-            deltas.append(MetricDelta(
-                category=group["category"] or "all", n=group["n"],
-                n_conversations=group["n_conversations"], mean_a=group["mean_a"],
-                mean_b=group["mean_b"], delta=delta, ci_low=low, ci_high=high, p_value=p_value))
+            return MetricDelta(category=name, n=int(mask.sum()),
+                               n_conversations=len(set(clusters[mask])),
+                               mean_a=float(a_values[mask].mean()),
+                               mean_b=float(b_values[mask].mean()), delta=d, ci_low=low,
+                               ci_high=high, p_value=p_value)
+
+        per_category = [delta(c, categories == c) for c in sorted(set(categories))]
+        # BudgetMem's protocol: the headline row leaves adversarial questions out; they get a
+        # row of their own.
+        overall = delta("all", ~adversarial) if (~adversarial).any() else None
+        adversarial_row = delta("adversarial", adversarial) if adversarial.any() else None
         flipped = [Flip(**row) for row in self._dicts(sides + """
             SELECT question_id, category, a, b FROM paired
             WHERE (a >= $threshold) <> (b >= $threshold)
@@ -410,8 +429,8 @@ class RunStore:
             FROM a FULL JOIN b USING (benchmark_key, question_id)""", params).fetchone()
         return Comparison(metric=metric, confidence=confidence, n_boot=n_boot, a_hash=a_hash,
                           b_hash=b_hash, a_evaluation=a_evaluation, b_evaluation=b_evaluation,
-                          overall=deltas[-1], categories=deltas[:-1], flipped=flipped,
-                          only_a=only_a, only_b=only_b)
+                          overall=overall, adversarial=adversarial_row, categories=per_category,
+                          flipped=flipped, only_a=only_a, only_b=only_b)
 
     def export_config(self, ref: str, out_path: str | Path) -> Path:
         """Write the config ``ref`` resolves to as YAML with its provenance; a folder gets
@@ -443,7 +462,16 @@ class RunStore:
         if out.is_dir():
             out = out / f"{config_hash}.yaml"
         out.parent.mkdir(parents=True, exist_ok=True)
-        config = self.config(config_hash).model_copy(update={"provenance": provenance})
+        config = self.config(config_hash)
+        artefacts = {}
+        if config.question_types and not config.routes_on_gold:
+            body = self.artefact(config.question_types)
+            if body is None:
+                raise StoreError(f"{self.path}: config {config_hash} references question-type "
+                                 f"predictor {config.question_types}, which the store lacks. "
+                                 "Fix: export from the store of the run that trained it.")
+            artefacts[config.question_types] = body
+        config = config.model_copy(update={"provenance": provenance, "artefacts": artefacts})
         out.write_text(config.to_yaml())
         return out
 
@@ -557,7 +585,7 @@ def _sides_sql(metric: str) -> str:
     paired (questions both sides have a value for). ``metric`` must be a COMPARE_METRICS name."""
     side = """
         SELECT qr.benchmark_key, qr.question_id, qr.conversation_id, qr.category,
-               qr.{metric}::DOUBLE AS value
+               qr.adversarial, qr.{metric}::DOUBLE AS value
         FROM question_results qr
         WHERE qr.config_hash = ${s}_hash AND qr.invalid_reason IS NULL
           AND (${s}_evaluation::VARCHAR IS NULL OR EXISTS (
@@ -568,7 +596,8 @@ def _sides_sql(metric: str) -> str:
         WITH a AS ({side.format(metric=metric, s="a")}),
              b AS ({side.format(metric=metric, s="b")}),
              paired AS (
-                SELECT question_id, a.conversation_id, a.category, a.value AS a, b.value AS b
+                SELECT question_id, a.conversation_id, a.category, a.adversarial,
+                       a.value AS a, b.value AS b
                 FROM a JOIN b USING (benchmark_key, question_id)
                 WHERE a.value IS NOT NULL AND b.value IS NOT NULL)
         """

@@ -13,7 +13,10 @@ from benchmarks.errors import MemevolveError
 from search_space.dimensions import DIMENSIONS, DIMENSIONS_BY_NAME, Dimension
 
 PRESET_DIR = Path(__file__).with_name("presets")
-_META_FIELDS = ("overrides", "answer_model", "provenance")
+_META_FIELDS = ("overrides", "answer_model", "question_types", "provenance", "artefacts")
+#: ``question_types`` value that routes overrides on the questions' GOLD categories: an oracle
+#: for ablations only, which evaluation refuses unless asked for by this very name.
+ORACLE_GOLD_CATEGORIES = "oracle-gold-categories"
 
 
 class ConfigError(MemevolveError):
@@ -69,12 +72,20 @@ class RetrievalConfig(_Values):  # type: ignore[misc, valid-type]
     """Every tunable knob of the memory system, plus per-category overrides."""
 
     overrides: dict[str, dict[str, Any]] = Field(
-        default_factory=dict, description="Category -> {per-category field: value}.")
+        default_factory=dict, description="Predicted question type -> {per-category field: "
+        "value}; the type comes from the question-type predictor named by question_types.")
     answer_model: Optional[str] = Field(default=None, description="litellm model of the LLM "
                                         "answerer (answerer=llm); part of the identity.")
+    question_types: Optional[str] = Field(
+        default=None, description="Content hash of the question-type predictor (an artefact "
+        "trained on a dev split) whose predicted type selects the overrides; "
+        f"'{ORACLE_GOLD_CATEGORIES}' routes on gold labels (oracle ablations only).")
     provenance: dict[str, Any] = Field(default_factory=dict, exclude=True,
                                        description="Where an exported config came from; not "
                                        "part of its identity.")
+    artefacts: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, exclude=True, description="Learned parts an exported file carries "
+        "(artefact hash -> body); the hashes, not the bodies, are part of the identity.")
 
     @model_validator(mode="before")
     @classmethod
@@ -97,6 +108,9 @@ class RetrievalConfig(_Values):  # type: ignore[misc, valid-type]
             problems.extend(bad)
             if clean:
                 clean_overrides[str(category)] = dict(sorted(clean.items()))
+        question_types = meta.get("question_types")
+        if question_types is not None and not isinstance(question_types, str):
+            problems.append("'question_types' must be a predictor's artefact hash (a string)")
         if problems:
             raise ConfigError(problems)
         return {**values, **meta, "overrides": dict(sorted(clean_overrides.items()))}
@@ -110,12 +124,16 @@ class RetrievalConfig(_Values):  # type: ignore[misc, valid-type]
         return hashlib.sha256(self.canonical_json().encode()).hexdigest()[:16]
 
     # Reading ------------------------------------------------------------------------------
-    def for_category(self, category: str) -> "RetrievalConfig":
-        """The effective settings for one question category (overrides applied)."""
-        patch = self.overrides.get(category)
+    def for_type(self, question_type: str | None) -> "RetrievalConfig":
+        """The effective settings for one (predicted) question type, overrides applied."""
+        patch = self.overrides.get(question_type) if question_type is not None else None
         if not patch:
             return self
         return self.model_copy(update={**patch, "overrides": {}})
+
+    @property
+    def routes_on_gold(self) -> bool:
+        return self.question_types == ORACLE_GOLD_CATEGORIES
 
     def value(self, name: str, category: str | None = None) -> Any:
         if category is not None and name in self.overrides.get(category, {}):
@@ -135,7 +153,9 @@ class RetrievalConfig(_Values):  # type: ignore[misc, valid-type]
         else:
             data["overrides"] = {k: dict(v) for k, v in data["overrides"].items()}
             data["overrides"].setdefault(category, {}).update(values)
-        return RetrievalConfig.model_validate(data)
+        # An edited config keeps the learned parts it carries (they are not in the dump).
+        return RetrievalConfig.model_validate(data).model_copy(
+            update={"artefacts": self.artefacts})
 
     def differences(self, other: "RetrievalConfig") -> dict[str, tuple[Any, Any]]:
         """Field -> (self value, other value) for every field that differs (overrides as
@@ -149,8 +169,9 @@ class RetrievalConfig(_Values):  # type: ignore[misc, valid-type]
             for name in sorted(set(mine) | set(theirs)):
                 if mine.get(name) != theirs.get(name):
                     out[f"overrides.{category}.{name}"] = (mine.get(name), theirs.get(name))
-        if self.answer_model != other.answer_model:
-            out["answer_model"] = (self.answer_model, other.answer_model)
+        for name in ("answer_model", "question_types"):
+            if getattr(self, name) != getattr(other, name):
+                out[name] = (getattr(self, name), getattr(other, name))
         return out
 
     # Files --------------------------------------------------------------------------------
@@ -158,6 +179,8 @@ class RetrievalConfig(_Values):  # type: ignore[misc, valid-type]
         body = self.model_dump()
         if self.provenance:
             body["provenance"] = self.provenance
+        if self.artefacts:
+            body["artefacts"] = self.artefacts
         return yaml.safe_dump(body, sort_keys=False)
 
 
@@ -174,11 +197,21 @@ def load_config(path: str | Path) -> RetrievalConfig:
     if not isinstance(data, dict):
         raise ConfigError([f"the file holds a {type(data).__name__}, not a mapping"], str(path))
     provenance = data.get("provenance") or {}
+    artefacts = data.get("artefacts") or {}
     try:
         config = RetrievalConfig.model_validate(data)
     except ConfigError as exc:
         raise ConfigError(exc.problems, str(path)) from None
-    return config.model_copy(update={"provenance": provenance})
+    if not isinstance(artefacts, dict):
+        raise ConfigError(["'artefacts' must map an artefact hash to its body"], str(path))
+    from search_space.artefacts import artefact_hash
+
+    for key, body in artefacts.items():
+        if not isinstance(body, dict) or artefact_hash(body) != key:
+            raise ConfigError([f"artefact '{key}' does not match its content hash (edited or "
+                               "truncated); re-export the config with 'memevolve export'"],
+                              str(path))
+    return config.model_copy(update={"provenance": provenance, "artefacts": artefacts})
 
 
 def preset_names() -> list[str]:

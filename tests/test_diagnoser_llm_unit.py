@@ -48,11 +48,16 @@ def benchmark():
 
 @pytest.fixture(scope="module")
 def evaluated_db(benchmark, tmp_path_factory):
-    """A store holding a real evaluation of the weak preset (top_k 3) on every question."""
+    """A store holding a real evaluation of the weak preset (top_k 3) on every question, routed
+    by a question-type predictor as in a run."""
+    from evolve.question_types import train_on_split
+
     path = tmp_path_factory.mktemp("store") / "runs.duckdb"
     split = make_split(benchmark, "all")
-    config = load_preset("weak").with_values({"top_k": 3})
     with RunStore(path) as store, Evaluator(benchmark, workers=0) as evaluator:
+        types = store.put_artefact(train_on_split(benchmark, split))
+        config = load_preset("weak").with_values({"top_k": 3}).model_copy(
+            update={"question_types": types})
         store.create_run(RUN_ID, "evolve", benchmark, split, {})
         evaluate_configs(evaluator, [config], [q.id for q in benchmark.questions], part="dev",
                          objective="recall_in_context", store=store, run_id=RUN_ID)

@@ -16,7 +16,7 @@ from benchmarks.model import Conversation, Question, Session, Turn
 from evolve.memory.answer import NOT_MENTIONED
 from evolve.memory.answer_llm import answer_messages
 from evolve.memory.system import MemorySystem
-from search_space.config import RetrievalConfig
+from search_space.config import ORACLE_GOLD_CATEGORIES, RetrievalConfig
 from search_space.dimensions import DIMENSIONS_BY_NAME
 
 # --- hand-made conversations, each built to make a few dimensions visible ------------------------
@@ -458,9 +458,16 @@ def test_lowercase_still_matters_when_stemming(system: MemorySystem) -> None:
     assert _top(system, "case", bm25_stemming=True, bm25_lowercase=False) == "D1:2"
 
 
-def test_category_override_changes_only_that_category(system: MemorySystem) -> None:
-    config = RetrievalConfig().with_values({"top_k": 1}, category="5")
-    rows, _ = system.evaluate(config, ["flat", "flat_adversarial"])
+def test_type_override_changes_only_that_type(system: MemorySystem) -> None:
+    # Routed on the gold categories, so the test fixes which question gets which type; the
+    # predictor itself is tested in test_question_types.py.
+    config = RetrievalConfig().with_values({"top_k": 1}, category="5").model_copy(
+        update={"question_types": ORACLE_GOLD_CATEGORIES})
+    system.oracle_gold_categories = True
+    try:
+        rows, _ = system.evaluate(config, ["flat", "flat_adversarial"])
+    finally:
+        system.oracle_gold_categories = False
     by_id = {row["question_id"]: row for row in rows}
     assert len(by_id["flat_adversarial"]["context_ids"]) == 1
     assert len(by_id["flat"]["context_ids"]) == 5

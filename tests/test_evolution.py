@@ -107,7 +107,7 @@ def test_resume_of_an_unknown_run_is_a_clear_error(tmp_path):
 
 def _rows(values, conversations):
     return [{"question_id": f"q{i}", "conversation_id": c, "recall_in_context": v,
-             "invalid_reason": None} for i, (v, c) in enumerate(zip(values, conversations))]
+             "invalid_reason": None, "adversarial": False} for i, (v, c) in enumerate(zip(values, conversations))]
 
 
 def test_guard_accepts_only_a_significant_gain():

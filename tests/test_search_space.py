@@ -166,15 +166,15 @@ def test_canonical_json_is_compact_and_sorted():
 # --- reading and editing -------------------------------------------------------------------------
 
 
-def test_for_category_applies_that_categorys_overrides():
+def test_for_type_applies_that_types_overrides():
     config = RetrievalConfig(top_k=5, overrides={"5": {"top_k": 1, "include_dates": True}})
-    effective = config.for_category("5")
+    effective = config.for_type("5")
     assert (effective.top_k, effective.include_dates, effective.overrides) == (1, True, {})
 
 
-def test_for_category_without_overrides_keeps_the_global_values():
+def test_for_type_without_overrides_keeps_the_global_values():
     config = RetrievalConfig(top_k=5, overrides={"5": {"top_k": 1}})
-    assert config.for_category("2").top_k == 5
+    assert config.for_type("2").top_k == 5 and config.for_type(None).top_k == 5
 
 
 def test_value_reads_an_override_or_the_global_value():

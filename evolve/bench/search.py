@@ -43,11 +43,18 @@ class SearchSetup:
 
     @cached_property
     def start(self) -> RetrievalConfig:
-        """The preset as memevolve's loop starts from it (context budget within the cap)."""
+        """The preset as memevolve's loop starts from it (context budget within the cap, routed
+        by the question-type predictor trained on the split's dev part); it carries the
+        predictor, so every config derived from it does too."""
         from evolve.evolution import EvolveSettings, start_config
+        from evolve.question_types import train_on_split
+        from search_space.artefacts import artefact_hash
 
-        return start_config(EvolveSettings(preset=self.preset,
-                                           max_context_tokens=self.max_context_tokens))
+        body = train_on_split(self.benchmark, self.split)
+        config = start_config(EvolveSettings(preset=self.preset,
+                                             max_context_tokens=self.max_context_tokens),
+                              artefact_hash(body))
+        return config.model_copy(update={"artefacts": {artefact_hash(body): body}})
 
     @cached_property
     def dev_ids(self) -> list[str]:
@@ -75,6 +82,8 @@ class Trace:
     choice: RetrievalConfig | None = None
     choice_dev: float = math.nan
     test_score: float = math.nan
+    #: The choice's objective on the adversarial test questions, apart from the headline.
+    test_adversarial: float = math.nan
     wall_s: float = 0.0
 
     @property
@@ -176,8 +185,10 @@ def run_strategy(name: str, setup: SearchSetup, evaluator: Evaluator, budget: in
     trace = _STRATEGY_FUNCTIONS[name](setup, evaluator, budget, seed)
     if name != "memevolve" and setup.test_ids:
         assert trace.choice is not None
-        trace.test_score = _score(evaluate_configs(evaluator, [trace.choice], setup.test_ids,
-                                                   part="test", objective=setup.objective)[0].score)
+        result = evaluate_configs(evaluator, [trace.choice], setup.test_ids, part="test",
+                                  objective=setup.objective)[0]
+        trace.test_score = _score(result.score)
+        trace.test_adversarial = _score(result.adversarial_score)
     trace.wall_s = time.perf_counter() - began
     return trace
 
@@ -208,6 +219,8 @@ def _memevolve(setup: SearchSetup, evaluator: Evaluator, budget: int, seed: int)
     trace.choice = outcome.best.config
     trace.choice_dev = _score(outcome.best.score)
     trace.test_score = _score(outcome.test_best.score if outcome.test_best else None)
+    trace.test_adversarial = _score(outcome.test_best.adversarial_score
+                                    if outcome.test_best else None)
     return trace
 
 
@@ -386,7 +399,8 @@ def _store_trace(store: RunStore, run_id: str, trace: Trace) -> None:
             "budget": trace.budget, "evaluations": trace.spent,
             "distinct_configs": len(set(trace.config_hashes)),
             "choice_hash": trace.choice.config_hash, "best_dev": _sql(trace.choice_dev),
-            "test_score": _sql(trace.test_score), "gap": _sql(trace.gap),
+            "test_score": _sql(trace.test_score), "test_adversarial": _sql(trace.test_adversarial),
+            "gap": _sql(trace.gap),
             "auc": _sql(trace.auc), "wall_s": trace.wall_s}])
 
 
@@ -399,6 +413,7 @@ SELECT strategy, budget, count(*) AS seeds, avg(evaluations) AS evaluations,
        avg(best_dev) AS dev_mean, coalesce(stddev_samp(best_dev), 0) AS dev_sd,
        avg(test_score) AS test_mean, coalesce(stddev_samp(test_score), 0) AS test_sd,
        min(test_score) AS test_min, max(test_score) AS test_max,
+       avg(test_adversarial) AS adversarial_mean,
        avg(gap) AS gap_mean, avg(auc) AS auc_mean, avg(wall_s) AS wall_mean
 FROM bench_summary WHERE run_id = ?
 GROUP BY strategy, budget
@@ -413,15 +428,20 @@ def summary(store: RunStore, run_id: str) -> list[dict[str, Any]]:
 
 def summary_markdown(rows: list[dict[str, Any]]) -> str:
     lines = ["| strategy | budget | evals | best dev (mean ± sd) | test (mean ± sd) | "
-             "test min..max | dev − test | AUC | wall s |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "test min..max | adversarial test (apart) | dev − test | AUC | wall s |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         lines.append(f"| {r['strategy']} | {r['budget']} | {r['evaluations']:.0f} | "
                      f"{r['dev_mean']:.4f} ± {r['dev_sd']:.4f} | "
                      f"{r['test_mean']:.4f} ± {r['test_sd']:.4f} | "
-                     f"{r['test_min']:.4f}..{r['test_max']:.4f} | {r['gap_mean']:+.4f} | "
+                     f"{r['test_min']:.4f}..{r['test_max']:.4f} | "
+                     f"{_cell(r['adversarial_mean'])} | {r['gap_mean']:+.4f} | "
                      f"{r['auc_mean']:.4f} | {r['wall_mean']:.1f} |")
     return "\n".join(lines)
+
+
+def _cell(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
 
 
 def verdicts(rows: list[dict[str, Any]]) -> list[str]:

@@ -53,8 +53,8 @@ SYSTEM = ("You tune the retrieval configuration of the long-term memory of an LL
           "and nothing else.")
 
 FAILURE_SQL = """
-SELECT question_id, conversation_id, category, retrieved_ids, context_ids, evidence_ids,
-       recall_in_context, evidence_rank, answer
+SELECT question_id, conversation_id, category, question_type, retrieved_ids, context_ids,
+       evidence_ids, recall_in_context, evidence_rank, answer
 FROM question_results
 WHERE config_hash = ? AND benchmark_key = ? AND question_id IN (SELECT unnest(?::VARCHAR[]))
   AND invalid_reason IS NULL AND recall_in_context < 1
@@ -302,14 +302,15 @@ def _buckets(context: DiagnosisContext) -> str:
                      for r in rows)
 
 
+#: Grouped by the PREDICTED type (as ``category``): the key of the overrides the LLM may propose.
 PER_TYPE_SQL = """
-SELECT category, count(*) AS n, avg(CAST({column} AS DOUBLE)) AS score,
+SELECT question_type AS category, count(*) AS n, avg(CAST({column} AS DOUBLE)) AS score,
        count(*) FILTER (WHERE recall_in_context = 0) AS zero,
        count(*) FILTER (WHERE recall_in_context > 0 AND recall_in_context < 1) AS partial
 FROM question_results
 WHERE config_hash = ? AND benchmark_key = ? AND question_id IN (SELECT unnest(?::VARCHAR[]))
   AND invalid_reason IS NULL
-GROUP BY category ORDER BY category
+GROUP BY question_type ORDER BY question_type
 """
 
 
@@ -317,7 +318,7 @@ def _per_type(context: DiagnosisContext) -> str:
     rows = context.store.query(
         PER_TYPE_SQL.format(column=objective_column(context.objective)),
         [context.incumbent.config_hash, context.benchmark_key, context.question_ids])
-    return "\n".join([f"## Per question type (category | questions | {context.objective} | "
+    return "\n".join([f"## Per predicted question type (type | questions | {context.objective} | "
                       "zero recall | partial recall)"] +
                      [f"{r['category']} | {r['n']} | "
                       f"{'n/a' if r['score'] is None else round(r['score'], 4)} | "
@@ -365,7 +366,8 @@ def _failure(context: DiagnosisContext, row: dict[str, Any], size: PromptSize) -
     retrieved = ", ".join(row["retrieved_ids"][:size.ids])
     if len(row["retrieved_ids"]) > size.ids:
         retrieved += f" (+{len(row['retrieved_ids']) - size.ids} more)"
-    lines = [f"### {row['question_id']} (category {row['category']}, recall_in_context "
+    lines = [f"### {row['question_id']} (category {row['category']}, predicted type "
+             f"{row['question_type']}, recall_in_context "
              f"{row['recall_in_context']:.2f}, first gold rank {rank})",
              f"retrieved (rank order): {retrieved}",
              "gold evidence:", *_units(context, row, row["evidence_ids"], size.chars),
@@ -389,7 +391,7 @@ def _units(context: DiagnosisContext, row: dict[str, Any], ids: list[str],
 def _current(config: RetrievalConfig) -> str:
     lines = [f"- {d.name} = {json.dumps(getattr(config, d.name))}" for d in DIMENSIONS
              if getattr(config, d.name) != d.default]
-    lines += [f"- {name} = {json.dumps(value)} for category {category}"
+    lines += [f"- {name} = {json.dumps(value)} for predicted type {category}"
               for category, fields in config.overrides.items() for name, value in fields.items()]
     return "\n".join(lines) or "(all defaults)"
 
@@ -420,7 +422,9 @@ def _instructions(context: DiagnosisContext, categories: list[str]) -> str:
     return (f"## Your reply\nPropose at most {context.n_proposals} proposals. A proposal is 1 to "
             "3 edits tried together. An edit sets a field of the search space to an allowed "
             "value; \"category\" is null for a global edit, or one of "
-            f"{', '.join(categories) or '(none)'} for a per-category field. context_budget "
+            f"{', '.join(categories) or '(none)'} for a per-category field: a PREDICTED question "
+            "type (the override applies to the questions the type predictor assigns to it, "
+            "whatever their gold category). context_budget "
             f"(global and per category) must stay <= {context.max_context_tokens} tokens. Do "
             "not repeat an attempt from the history. You may also name new dimensions the "
             "space lacks; they are recorded for a person, never run. Leave new_dimensions empty "
@@ -430,10 +434,11 @@ def _instructions(context: DiagnosisContext, categories: list[str]) -> str:
 
 def _categories(context: DiagnosisContext) -> list[str]:
     rows = context.store.query(
-        "SELECT DISTINCT category FROM question_results WHERE config_hash = ? AND "
-        "benchmark_key = ? AND question_id IN (SELECT unnest(?::VARCHAR[])) ORDER BY category",
+        "SELECT DISTINCT question_type FROM question_results WHERE config_hash = ? AND "
+        "benchmark_key = ? AND question_id IN (SELECT unnest(?::VARCHAR[])) "
+        "AND question_type IS NOT NULL ORDER BY question_type",
         [context.incumbent.config_hash, context.benchmark_key, context.question_ids])
-    return [r["category"] for r in rows]
+    return [r["question_type"] for r in rows]
 
 
 def _rounded(value: Any) -> Any:

@@ -1,5 +1,5 @@
 """The rules diagnoser (default, no LLM): SQL assigns failures to buckets, a rule table maps
-buckets (per category) to edits."""
+buckets (per predicted question type) to edits."""
 from __future__ import annotations
 
 from collections import Counter
@@ -12,9 +12,11 @@ from search_space.dimensions import DIMENSIONS_BY_NAME
 
 TEMPORAL_CATEGORIES = ("2", "temporal-reasoning")
 
-#: Each failing question gets exactly one bucket, first match wins.
+#: Each failing question gets exactly one bucket, first match wins. Buckets group by the
+#: PREDICTED question type (as ``category``), the key the overrides they propose are chosen by;
+#: the gold labels (adversarial, category 2) only say which dev questions failed how.
 BUCKET_SQL = """
-SELECT category,
+SELECT question_type AS category,
        CASE
          WHEN adversarial AND NOT abstained AND answer_f1 IS NOT NULL AND answer_f1 < 1
               THEN 'adversarial_false_answer'

@@ -9,6 +9,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from benchmarks.errors import MemevolveError
 from benchmarks.model import Conversation, Question
 from benchmarks.scoring import locomo_answer_score
 from evolve.memory.answer import NOT_MENTIONED, extractive_answer
@@ -155,7 +156,9 @@ class MemorySystem:
     """Evaluates configs on the questions of a shard of conversations, keeping indexes warm."""
 
     def __init__(self, conversations: Iterable[Conversation], questions: Iterable[Question],
-                 embedder: EmbedderSpec | None = None, llm: LLMSpec | None = None) -> None:
+                 embedder: EmbedderSpec | None = None, llm: LLMSpec | None = None, *,
+                 artefacts: dict[str, dict[str, Any]] | None = None,
+                 oracle_gold_categories: bool = False) -> None:
         self._retrievers = {name: factory() for name, factory in RETRIEVERS.items()}
         self.memories = {c.id: ConversationMemory(c, self._retrievers) for c in conversations}
         self.questions = {q.id: q for q in questions}
@@ -164,6 +167,37 @@ class MemorySystem:
         self._answerer = None
         self._judge = None
         self._token_maps: dict[tuple[int, bool], dict[str, int]] = {}
+        self._artefacts: dict[str, dict[str, Any]] = dict(artefacts or {})
+        self._predicted_types: dict[str, dict[str, str]] = {}
+        self.oracle_gold_categories = oracle_gold_categories
+
+    def add_artefacts(self, artefacts: dict[str, dict[str, Any]]) -> None:
+        """Learned parts (by content hash) that configs may reference."""
+        self._artefacts.update(artefacts)
+
+    def question_type(self, question: Question, config: RetrievalConfig) -> str | None:
+        """The type whose overrides apply: predicted from the question text by the config's
+        predictor; the gold category only for an oracle config, and only when allowed."""
+        check_routing(config, self.oracle_gold_categories)
+        if config.question_types is None:
+            return None
+        if config.routes_on_gold:
+            return question.category
+        predicted = self._predicted_types.get(config.question_types)
+        if predicted is None:
+            from evolve.question_types import QuestionTypePredictor
+
+            body = self._artefacts.get(config.question_types)
+            if body is None:
+                raise MemevolveError(f"config {config.config_hash} routes on question-type "
+                                     f"predictor {config.question_types}, which this memory "
+                                     "system was not given. Fix: evaluate it through the run "
+                                     "store that holds it, or a config file exported with it.")
+            # All of the shard's questions at once: one vectorised pass instead of one per row.
+            types = QuestionTypePredictor(body).predict(q.text for q in self.questions.values())
+            predicted = self._predicted_types[config.question_types] = dict(
+                zip(self.questions, types))
+        return predicted[question.id]
 
     # Lazy heavy parts ----------------------------------------------------------------------
     def _ensure_dense(self) -> DenseRetriever:
@@ -234,7 +268,7 @@ class MemorySystem:
         """Threads for the answer phase: 1 unless some category answers with the LLM or a judge
         runs; the clients are built here, before any thread could race to build them."""
         clients = []
-        answerers = {config.for_category(c).answerer for c in (None, *config.overrides)}
+        answerers = {config.for_type(t).answerer for t in (None, *config.overrides)}
         if "llm" in answerers:
             clients.append(self._llm_answerer().client)
         if (judge := self._llm_judge()) is not None:
@@ -243,7 +277,8 @@ class MemorySystem:
 
     def _retrieve(self, question: Question, config: RetrievalConfig) -> tuple:
         start = time.perf_counter()
-        cfg = config.for_category(question.category)
+        question_type = self.question_type(question, config)
+        cfg = config.for_type(question_type)
         memory = self.memories[question.conversation_id]
         units = memory.units(cfg)
         query = memory.query(question, cfg)
@@ -276,6 +311,7 @@ class MemorySystem:
         packed, context_units, context, used = (packing.packed, packing.context_units,
                                                 packing.text, packing.tokens)
         row = self._outcome_row(question, cfg, ranked, selected, packed, context_units, used)
+        row["question_type"] = question_type
         return question, cfg, row, context, packed, query, start
 
     def _answer(self, question: Question, cfg: RetrievalConfig, row: dict[str, Any],
@@ -364,6 +400,21 @@ class MemorySystem:
             "evidence_rank": evidence_rank,
             "context_tokens": used,
         }
+
+
+def check_routing(config: RetrievalConfig, oracle_gold_categories: bool = False) -> None:
+    """Refuse a config whose overrides would be chosen by a gold label (or by nothing)."""
+    if config.routes_on_gold and not oracle_gold_categories:
+        raise MemevolveError(f"config {config.config_hash} routes its overrides on the questions' "
+                             "gold categories, which a deployed memory never knows. Fix: drop "
+                             "'question_types' to have a predictor trained on the dev split, or "
+                             "pass --oracle-gold-categories for an oracle ablation.")
+    if config.overrides and config.question_types is None:
+        raise MemevolveError(f"config {config.config_hash} has per-type overrides "
+                             f"({', '.join(config.overrides)}) but no question-type predictor. "
+                             "Fix: evaluate it with 'memevolve eval' or 'memevolve run', which "
+                             "train one on the dev split, or set 'question_types' to a "
+                             "predictor's artefact hash.")
 
 
 def build_token_counts(units: Iterable[MemoryUnit], dated: bool) -> list[int]:
