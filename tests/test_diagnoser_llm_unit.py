@@ -394,7 +394,7 @@ def test_a_large_model_sees_per_type_statistics_many_failures_and_the_whole_hist
         "recall_in_context < 1", [context.incumbent.config_hash])[0]["n"]
     shown = [line for line in large.splitlines() if line.startswith("### ")]
     assert len(shown) == min(LARGE.failures, failures) > SMALL.failures
-    assert "## Per question type" in large and "## Per question type" not in small
+    assert "## Per predicted question type" in large and "## Per predicted question type" not in small
     categories = {q.category for q in benchmark.questions}
     assert all(f"\n{c} | " in large for c in categories)
     assert "(last 14 of 14)" in large and "(last 10 of 14)" in small
