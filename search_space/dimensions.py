@@ -51,6 +51,15 @@ DIMENSIONS: tuple[Dimension, ...] = (
     _d("session_top", "int", 0, "Two-stage retrieval: the units of the S best-scoring sessions "
        "rank before all others (0 = off).", low=0, high=20, group="hierarchy",
        scope="per_category"),
+    # Pseudo-relevance feedback.
+    _d("prf_units", "int", 0, "Pseudo-relevance feedback: the best N units of a first ranking "
+       "feed a second round (RM3 expansion terms for BM25, a Rocchio query for dense; 0 = off).",
+       low=0, high=10, group="feedback"),
+    _d("prf_terms", "int", 10, "Expansion terms RM3 adds to the BM25 query (prf_units > 0).",
+       low=1, high=30, group="feedback"),
+    _d("prf_weight", "float", 0.3, "Weight of the feedback round against the first round, and "
+       "how far Rocchio moves the dense query (prf_units > 0).", low=0.0, high=1.0,
+       group="feedback"),
     # Selection and context.
     _d("top_k", "int", 5, "Units kept after ranking.", low=1, high=50, group="selection",
        scope="per_category"),

@@ -32,3 +32,25 @@ def test_an_edit_with_an_exact_zero_delta_is_not_proposed_again(tmp_path):
         again = propose([Attempt(1, "rules", inert, 0.0, "rejected"),
                          Attempt(1, "rules", gained, 0.01, "rejected")])
     assert inert not in again and gained in again
+
+
+def _fields(edits_list) -> set[str]:
+    return {edit.field for edits in edits_list for edit in edits}
+
+
+def test_the_buckets_offer_the_operators_that_address_them():
+    from evolve.diagnosers.rules import RULES
+    from search_space.config import RetrievalConfig
+
+    weak = load_preset("weak")
+    # Evidence ranked below the cut: a cheaper context (passages, user turns) and a session prior.
+    assert {"passage_tokens", "index_roles", "session_weight"} <= \
+        _fields(RULES["ranked_below_cut"](weak, "1"))
+    # Evidence never ranked: another retriever or the session prior.
+    assert {"retrievers", "session_weight"} <= _fields(RULES["never_retrieved"](weak, "1"))
+    windows = RetrievalConfig(unit="window", include_dates=True)
+    assert "span_packing" in _fields(RULES["partially_retrieved"](windows, "1"))
+    assert "session_headers" in _fields(RULES["temporal_wrong_date"](windows, "2"))
+    # Once set, the session weight is moved both ways.
+    tuned = RULES["never_retrieved"](weak.with_values({"session_weight": 0.4}), "1")
+    assert {e.value for edits in tuned for e in edits if e.field == "session_weight"} == {0.55, 0.25}

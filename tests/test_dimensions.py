@@ -124,6 +124,12 @@ CONVERSATIONS = (
                            "Bob: We got it fixed at the shop.",
                            "Alice: The shop fixed the bike fast."),
                   _session(3, "2023-05-01", *FILLER)),
+    # The hike turn names the Alps twice and Tom once; the turns about them share no query word.
+    _conversation("feedback", _session(
+        1, None, "Alice: I went hiking with Tom near the Alps; the Alps were lovely.",
+        "Bob: I bought new curtains.", "Alice: The garden needs water.",
+        "Bob: Traffic was slow downtown.", "Bob: Tom brought sandwiches.",
+        "Bob: The Alps had snow.")),
     _conversation("long", _session(1, None, *(
         f"{speaker}: On day {day} of the road trip we drove through small towns, stopped for "
         f"coffee, took photos of old churches and talked about music until the sun went down "
@@ -160,6 +166,8 @@ QUESTIONS = (
     _question("summit", "trip", "What did Alice see near the summit?"),
     _question("road_trip", "long", "What did we do on the road trip?"),
     _question("miso", "roles", "What did I name my cat?"),
+    _question("hike_alps", "feedback", "Where did Alice go hiking?", evidence=("D1:6",)),
+    _question("hike_tom", "feedback", "Where did Alice go hiking?", evidence=("D1:5",)),
     _question("recital", "passages", "When is the violin recital?", evidence=("D1:1",)),
     _question("chain", "sessions", "How did the bike chain get fixed?", evidence=("D2:2",)),
 )
@@ -425,6 +433,24 @@ def _session_headers_pay_for_a_date_once_per_session(system: MemorySystem) -> No
     assert set(lines["context_ids"]) == set(headed["context_ids"])
     assert headed["context_tokens"] < lines["context_tokens"]
     assert _row(system, "moved", top_k=1, session_headers=True)["answer"] == "7 May 2023"
+
+
+@proves("prf_units")
+def _feedback_from_the_best_unit_finds_the_turn_sharing_its_terms(system: MemorySystem) -> None:
+    assert _row(system, "hike_alps")["evidence_rank"] == 6
+    assert _row(system, "hike_alps", prf_units=1)["evidence_rank"] == 4
+
+
+@proves("prf_terms")
+def _more_expansion_terms_reach_the_turn_with_the_second_term(system: MemorySystem) -> None:
+    one_term = _row(system, "hike_tom", prf_units=1, prf_terms=1)["evidence_rank"]
+    assert _row(system, "hike_tom", prf_units=1, prf_terms=10)["evidence_rank"] < one_term
+
+
+@proves("prf_weight")
+def _a_zero_feedback_weight_keeps_the_first_ranking(system: MemorySystem) -> None:
+    assert _row(system, "hike_alps", prf_units=1, prf_weight=0.0)["evidence_rank"] == 6
+    assert _row(system, "hike_alps", prf_units=1, prf_weight=0.5)["evidence_rank"] == 4
 
 
 def test_every_dimension_has_a_behaviour_proof() -> None:

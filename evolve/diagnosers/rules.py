@@ -66,8 +66,34 @@ def _added_retrievers(config: RetrievalConfig) -> list[tuple[Edit, ...]]:
             if name not in active]
 
 
+def _session_prior(config: RetrievalConfig, category: str) -> list[tuple[Edit, ...]]:
+    """Evidence ranked low or not at all often sits in a session that, as a whole, is about the
+    question: mix the session's score in, or move its weight."""
+    weight = config.value("session_weight", category)
+    if weight == 0.0:
+        return [(Edit("session_weight", 0.4, category),)]
+    return [(Edit("session_weight", round(min(weight + 0.15, 1.0), 2), category),),
+            (Edit("session_weight", round(max(weight - 0.15, 0.0), 2), category),)]
+
+
+def _cheaper_context(config: RetrievalConfig, category: str) -> list[tuple[Edit, ...]]:
+    """Evidence ranked but cut by the budget: pay less per unit so more of them fit."""
+    out = []
+    if config.unit == "turn" and config.passage_tokens == 0:
+        out.append((Edit("passage_tokens", 40),))
+    overlapping = config.unit == "window" or config.value("neighbor_expansion", category) > 0
+    if overlapping and not config.value("span_packing", category):
+        out.append((Edit("span_packing", True, category),))
+    if config.value("include_dates", category) and not config.value("session_headers",
+                                                                    category):
+        out.append((Edit("session_headers", True, category),))
+    if config.index_roles == "all":
+        out.append((Edit("index_roles", "user"),))
+    return out
+
+
 def _never_retrieved(config: RetrievalConfig, category: str) -> list[tuple[Edit, ...]]:
-    out = _added_retrievers(config)
+    out = _added_retrievers(config) + _session_prior(config, category)
     if not config.bm25_stemming:
         out.append((Edit("bm25_stemming", True),))
     if not config.bm25_stopwords:
@@ -85,6 +111,8 @@ def _never_retrieved(config: RetrievalConfig, category: str) -> list[tuple[Edit,
 def _ranked_below_cut(config: RetrievalConfig, category: str) -> list[tuple[Edit, ...]]:
     out = [_step(config, "top_k", None, 1.6, 1, 50),
            _step(config, "top_k", category, 1.6, 1, 50),
+           *_cheaper_context(config, category),
+           *_session_prior(config, category),
            _step(config, "context_budget", None, 1.5, 100, 8000)]
     if config.value("include_dates", category):
         out.append((Edit("include_dates", False, category),))
@@ -109,13 +137,16 @@ def _partially_retrieved(config: RetrievalConfig, category: str) -> list[tuple[E
                  category),)]
     if config.value("mmr_lambda", category) > 0.6:
         out.append((Edit("mmr_lambda", 0.6, category),))
-    return out + _never_retrieved(config, category)[:2]
+    return out + _cheaper_context(config, category)[:2] + _never_retrieved(config, category)[:2]
 
 
 def _temporal(config: RetrievalConfig, category: str) -> list[tuple[Edit, ...]]:
     out = []
     if not config.value("include_dates", category):
         out.append((Edit("include_dates", True, category),))
+    elif not config.value("session_headers", category):
+        # The dates, once per session, leave room for more units than a date on every line.
+        out.append((Edit("session_headers", True, category),))
     if not config.value("temporal_cues", category):
         out.append((Edit("temporal_cues", True, category),))
     return out

@@ -14,6 +14,7 @@ from benchmarks.model import Conversation, Question
 from benchmarks.scoring import locomo_answer_score
 from evolve.memory.answer import NOT_MENTIONED, extractive_answer
 from evolve.memory.bounded import BoundedCache
+from evolve.memory.feedback import feedback_scores
 from evolve.memory.hierarchy import mix_session_scores, uses_sessions
 from evolve.memory.packing import pack_context
 from evolve.memory.query import ProcessedQuery, process_query
@@ -286,15 +287,17 @@ class MemorySystem:
         if "dense" in active or cfg.mmr_lambda < 1.0:
             dense = self._ensure_dense()
         scores = {name: memory.retriever_scores(name, units, query, cfg) for name in active}
-        fused = fuse(scores, cfg)
-        if uses_sessions(cfg.session_weight, cfg.session_top):
-            sessions = memory.session_units(cfg)
-            session_scores = fuse({name: memory.retriever_scores(name, sessions, query, cfg)
-                                   for name in active}, cfg)
-            fused = mix_session_scores(fused, units, sessions, session_scores,
-                                       cfg.session_weight, cfg.session_top)
+        fused = self._ranking_scores(memory, units, query, scores, cfg)
         positions = np.array([u.position for u in units.units])
         order = np.lexsort((positions, -fused))
+        if cfg.prf_units > 0:
+            feedback = [int(i) for i in order[:cfg.prf_units]]
+            scores = feedback_scores(
+                scores, units, query, feedback, n_terms=cfg.prf_terms, weight=cfg.prf_weight,
+                rescore=lambda name, q: memory.retriever_scores(name, units, q, cfg),
+                dense=dense if "dense" in active else None)
+            fused = self._ranking_scores(memory, units, query, scores, cfg)
+            order = np.lexsort((positions, -fused))
         vectors = dense.unit_vectors(units) if cfg.mmr_lambda < 1.0 else None
         selected_idx = mmr_select(order, fused, vectors, cfg.top_k, cfg.mmr_lambda)
         chosen = set(selected_idx)
@@ -356,6 +359,19 @@ class MemorySystem:
         row["llm_cost_usd"] = float(sum(c["cost_usd"] for c in calls))
         row["latency_ms"] = (time.perf_counter() - start) * 1000.0
         return row, calls
+
+    @staticmethod
+    def _ranking_scores(memory: ConversationMemory, units: UnitSet, query: ProcessedQuery,
+                        scores: dict[str, np.ndarray], cfg: RetrievalConfig) -> np.ndarray:
+        """The retrievers' scores fused, with the session-level scores mixed in."""
+        fused = fuse(scores, cfg)
+        if uses_sessions(cfg.session_weight, cfg.session_top):
+            sessions = memory.session_units(cfg)
+            session_scores = fuse({name: memory.retriever_scores(name, sessions, query, cfg)
+                                   for name in scores}, cfg)
+            fused = mix_session_scores(fused, units, sessions, session_scores,
+                                       cfg.session_weight, cfg.session_top)
+        return fused
 
     def _token_map(self, units: UnitSet, dated: bool) -> dict[str, int]:
         key = (id(units), dated)
