@@ -51,6 +51,14 @@ DIMENSIONS: tuple[Dimension, ...] = (
     _d("session_top", "int", 0, "Two-stage retrieval: the units of the S best-scoring sessions "
        "rank before all others (0 = off).", low=0, high=20, group="hierarchy",
        scope="per_category"),
+    # Time.
+    _d("recency_weight", "float", 0.0, "Weight of a recency prior (a unit's chronological "
+       "position) mixed into its score, for questions about the current state; 0 = off.",
+       low=0.0, high=1.0, group="time", scope="per_category"),
+    _d("date_window_days", "int", 0, "When the question's temporal cue points to a date (an "
+       "explicit month or year, or 'N weeks ago' / 'last month' from the question's date), units "
+       "dated farther than this many days from it rank last; 0 = off.", low=0, high=365,
+       group="time", scope="per_category"),
     # Pseudo-relevance feedback.
     _d("prf_units", "int", 0, "Pseudo-relevance feedback: the best N units of a first ranking "
        "feed a second round (RM3 expansion terms for BM25, a Rocchio query for dense; 0 = off).",

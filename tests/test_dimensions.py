@@ -453,6 +453,19 @@ def _a_zero_feedback_weight_keeps_the_first_ranking(system: MemorySystem) -> Non
     assert _row(system, "hike_alps", prf_units=1, prf_weight=0.5)["evidence_rank"] == 4
 
 
+@proves("recency_weight")
+def _the_recency_prior_prefers_the_later_of_two_equal_turns(system: MemorySystem) -> None:
+    assert _top(system, "dated") == "D1:1"
+    assert _top(system, "dated", recency_weight=0.1) == "D2:1"
+
+
+@proves("date_window_days")
+def _the_date_window_ranks_turns_far_from_the_asked_month_last(system: MemorySystem) -> None:
+    assert _top(system, "dated") == "D1:1"
+    windowed = _row(system, "dated", date_window_days=30)["retrieved_ids"]
+    assert windowed[:2] == ["D2:1", "D2:2"]
+
+
 def test_every_dimension_has_a_behaviour_proof() -> None:
     assert set(PROOFS) == set(DIMENSIONS_BY_NAME)
 
@@ -497,3 +510,13 @@ def test_type_override_changes_only_that_type(system: MemorySystem) -> None:
     by_id = {row["question_id"]: row for row in rows}
     assert len(by_id["flat_adversarial"]["context_ids"]) == 1
     assert len(by_id["flat"]["context_ids"]) == 5
+
+
+def test_a_relative_cue_counts_back_from_the_question_date() -> None:
+    from evolve.memory.time_prior import cue_date
+
+    asked = datetime(2023, 5, 30)
+    assert cue_date("What did I buy three weeks ago?", asked) == datetime(2023, 5, 9)
+    assert cue_date("Where did I eat last month?", asked) == datetime(2023, 4, 30)
+    assert cue_date("Where did I eat last month?", None) is None
+    assert cue_date("What happened in May 2023?", None) == datetime(2023, 5, 15)

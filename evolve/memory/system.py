@@ -19,6 +19,7 @@ from evolve.memory.hierarchy import mix_session_scores, uses_sessions
 from evolve.memory.packing import pack_context
 from evolve.memory.query import ProcessedQuery, process_query
 from evolve.memory.retrievers import RETRIEVERS, DenseRetriever, minmax, score_key
+from evolve.memory.time_prior import apply_time
 from evolve.memory.units import MemoryUnit, UnitSet, build_units
 from search_space.config import RetrievalConfig
 
@@ -287,7 +288,7 @@ class MemorySystem:
         if "dense" in active or cfg.mmr_lambda < 1.0:
             dense = self._ensure_dense()
         scores = {name: memory.retriever_scores(name, units, query, cfg) for name in active}
-        fused = self._ranking_scores(memory, units, query, scores, cfg)
+        fused = self._ranking_scores(memory, units, query, scores, cfg, question)
         positions = np.array([u.position for u in units.units])
         order = np.lexsort((positions, -fused))
         if cfg.prf_units > 0:
@@ -296,7 +297,7 @@ class MemorySystem:
                 scores, units, query, feedback, n_terms=cfg.prf_terms, weight=cfg.prf_weight,
                 rescore=lambda name, q: memory.retriever_scores(name, units, q, cfg),
                 dense=dense if "dense" in active else None)
-            fused = self._ranking_scores(memory, units, query, scores, cfg)
+            fused = self._ranking_scores(memory, units, query, scores, cfg, question)
             order = np.lexsort((positions, -fused))
         vectors = dense.unit_vectors(units) if cfg.mmr_lambda < 1.0 else None
         selected_idx = mmr_select(order, fused, vectors, cfg.top_k, cfg.mmr_lambda)
@@ -362,8 +363,9 @@ class MemorySystem:
 
     @staticmethod
     def _ranking_scores(memory: ConversationMemory, units: UnitSet, query: ProcessedQuery,
-                        scores: dict[str, np.ndarray], cfg: RetrievalConfig) -> np.ndarray:
-        """The retrievers' scores fused, with the session-level scores mixed in."""
+                        scores: dict[str, np.ndarray], cfg: RetrievalConfig,
+                        question: Question) -> np.ndarray:
+        """The retrievers' scores fused, the session-level scores and time priors mixed in."""
         fused = fuse(scores, cfg)
         if uses_sessions(cfg.session_weight, cfg.session_top):
             sessions = memory.session_units(cfg)
@@ -371,6 +373,9 @@ class MemorySystem:
                                    for name in scores}, cfg)
             fused = mix_session_scores(fused, units, sessions, session_scores,
                                        cfg.session_weight, cfg.session_top)
+        if cfg.recency_weight > 0.0 or cfg.date_window_days > 0:
+            fused = apply_time(fused, units, question.text, question.question_date,
+                               cfg.recency_weight, cfg.date_window_days)
         return fused
 
     def _token_map(self, units: UnitSet, dated: bool) -> dict[str, int]:
