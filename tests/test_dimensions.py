@@ -130,6 +130,10 @@ CONVERSATIONS = (
         "Bob: I bought new curtains.", "Alice: The garden needs water.",
         "Bob: Traffic was slow downtown.", "Bob: Tom brought sandwiches.",
         "Bob: The Alps had snow.")),
+    _conversation("recency",
+                  _session(1, "2023-01-10", "Alice: My favourite colour is blue.", *FILLER),
+                  _session(2, "2023-05-20", "Alice: My favourite colour is green these days.",
+                           *FILLER)),
     _conversation("long", _session(1, None, *(
         f"{speaker}: On day {day} of the road trip we drove through small towns, stopped for "
         f"coffee, took photos of old churches and talked about music until the sun went down "
@@ -166,6 +170,7 @@ QUESTIONS = (
     _question("summit", "trip", "What did Alice see near the summit?"),
     _question("road_trip", "long", "What did we do on the road trip?"),
     _question("miso", "roles", "What did I name my cat?"),
+    _question("colour", "recency", "What is Alice's favourite colour?"),
     _question("hike_alps", "feedback", "Where did Alice go hiking?", evidence=("D1:6",)),
     _question("hike_tom", "feedback", "Where did Alice go hiking?", evidence=("D1:5",)),
     _question("recital", "passages", "When is the violin recital?", evidence=("D1:1",)),
@@ -455,8 +460,8 @@ def _a_zero_feedback_weight_keeps_the_first_ranking(system: MemorySystem) -> Non
 
 @proves("recency_weight")
 def _the_recency_prior_prefers_the_later_of_two_equal_turns(system: MemorySystem) -> None:
-    assert _top(system, "dated") == "D1:1"
-    assert _top(system, "dated", recency_weight=0.1) == "D2:1"
+    assert _top(system, "colour") == "D1:1"
+    assert _top(system, "colour", recency_weight=0.2) == "D2:1"
 
 
 @proves("date_window_days")
