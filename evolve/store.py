@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -30,6 +32,11 @@ COMPARE_METRICS = ("recall_in_context", "recall_at_5", "recall_at_10", "recall_a
                    "session_recall_at_5", "answer_f1", "judge_correct")
 # A question "flips" when its metric crosses this threshold between the two sides.
 FLIP_THRESHOLD = 0.5
+#: How long a reader and a writer wait for another process to release the file
+#: ($MEMEVOLVE_LOCK_TIMEOUT_S overrides both). A run waits long: a duckdb shell left open on
+#: the file should pause it, not kill it.
+READ_LOCK_TIMEOUT_S = 60.0
+WRITE_LOCK_TIMEOUT_S = 600.0
 
 
 class StoreError(MemevolveError):
@@ -118,13 +125,21 @@ def paired_bootstrap(a: np.ndarray, b: np.ndarray, clusters: np.ndarray, n_boot:
 class RunStore:
     """One DuckDB file: writers commit whole units (an evaluation, a round) or nothing.
 
-    DuckDB lets one process write a file (or several only read it), so only the driver of a
-    run opens the store for writing.
+    DuckDB lets one process write a file (or several only read it). So that a run can be
+    watched while it runs (`memevolve runs`, `report`, `compare`, a duckdb shell), a store
+    holds its file only for one read or one transaction, and a process that finds the file
+    held waits up to ``lock_timeout_s`` for its turn.
     """
 
-    def __init__(self, path: str | Path = DEFAULT_PATH, read_only: bool = False) -> None:
+    def __init__(self, path: str | Path = DEFAULT_PATH, read_only: bool = False,
+                 lock_timeout_s: float | None = None) -> None:
         self.path = Path(path)
         self.read_only = read_only
+        default = READ_LOCK_TIMEOUT_S if read_only else WRITE_LOCK_TIMEOUT_S
+        self.lock_timeout_s = lock_timeout_s if lock_timeout_s is not None else \
+            float(os.environ.get("MEMEVOLVE_LOCK_TIMEOUT_S", default))
+        self._con: duckdb.DuckDBPyConnection | None = None
+        self._users = 0
         self._depth = 0
         if not read_only:
             try:
@@ -132,26 +147,49 @@ class RunStore:
             except OSError as exc:
                 raise StoreError(f"{self.path}: cannot create its folder ({exc}). Fix: pass "
                                  "--db with a path in a writable folder.") from None
-        try:
-            self._con = duckdb.connect(str(self.path), read_only=read_only)
-        except duckdb.Error as exc:
-            raise _open_error(self.path, exc) from None
-        try:
+        with self._connected():
             self._check_schema()
             self._columns = self._table_columns()
-        except BaseException:
-            self._con.close()
-            raise
 
     # Lifecycle ----------------------------------------------------------------------------
     def close(self) -> None:
-        self._con.close()
+        if self._con is not None:
+            self._con.close()
+            self._con = None
+            self._users = 0
 
     def __enter__(self) -> RunStore:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    @contextmanager
+    def _connected(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """The file open for the block (nested blocks share it); closed, and so free for other
+        processes, when the outermost block ends."""
+        if self._con is None:
+            self._con = self._connect()
+        self._users += 1
+        try:
+            yield self._con
+        finally:
+            self._users -= 1
+            if self._users == 0 and self._con is not None:
+                self._con.close()
+                self._con = None
+
+    def _connect(self) -> duckdb.DuckDBPyConnection:
+        deadline = time.monotonic() + self.lock_timeout_s
+        pause = 0.02
+        while True:
+            try:
+                return duckdb.connect(str(self.path), read_only=self.read_only)
+            except duckdb.Error as exc:
+                if "Could not set lock" not in str(exc) or time.monotonic() >= deadline:
+                    raise _open_error(self.path, exc, self.lock_timeout_s) from None
+            time.sleep(pause)
+            pause = min(pause * 2, 0.5)
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -166,16 +204,17 @@ class RunStore:
             finally:
                 self._depth -= 1
             return
-        self._con.execute("BEGIN TRANSACTION")
-        self._depth = 1
-        try:
-            yield
-            self._con.execute("COMMIT")
-        except BaseException:
-            self._rollback()
-            raise
-        finally:
-            self._depth = 0
+        with self._connected() as con:
+            con.execute("BEGIN TRANSACTION")
+            self._depth = 1
+            try:
+                yield
+                con.execute("COMMIT")
+            except BaseException:
+                self._rollback()
+                raise
+            finally:
+                self._depth = 0
 
     # Writers ------------------------------------------------------------------------------
     def insert_rows(self, table: str, rows: list[dict[str, Any]]) -> None:
@@ -388,6 +427,11 @@ class RunStore:
         if metric not in COMPARE_METRICS:
             raise StoreError(f"unknown metric '{metric}'. Fix: use one of "
                              f"{', '.join(COMPARE_METRICS)}.")
+        with self._connected():
+            return self._compare(a_ref, b_ref, metric, n_boot, seed, confidence)
+
+    def _compare(self, a_ref: str, b_ref: str, metric: str, n_boot: int, seed: int,
+                 confidence: float) -> Comparison:
         a_hash, a_evaluation = self.resolve(a_ref)
         b_hash, b_evaluation = self.resolve(b_ref)
         params = {"a_hash": a_hash, "a_evaluation": a_evaluation,
@@ -565,15 +609,22 @@ class RunStore:
 
     def _dicts(self, sql: str, params: list[Any] | dict[str, Any] | None = None
                ) -> list[dict[str, Any]]:
-        cursor = self._con.execute(sql, params)
-        names = [d[0] for d in cursor.description]
-        return [dict(zip(names, row)) for row in cursor.fetchall()]
+        with self._connected() as con:
+            cursor = con.execute(sql, params)
+            names = [d[0] for d in cursor.description]
+            return [dict(zip(names, row)) for row in cursor.fetchall()]
 
     def _scalar(self, sql: str, params: list[Any] | dict[str, Any] | None = None) -> Any:
-        row = self._con.execute(sql, params).fetchone()
+        with self._connected() as con:
+            row = con.execute(sql, params).fetchone()
         return None if row is None else row[0]
 
+    def _execute(self, sql: str, params: list[Any] | dict[str, Any] | None = None) -> None:
+        with self._connected() as con:
+            con.execute(sql, params)
+
     def _rollback(self) -> None:
+        assert self._con is not None
         try:
             self._con.execute("ROLLBACK")
         except duckdb.TransactionException:
@@ -613,14 +664,16 @@ def _config_row(config: RetrievalConfig) -> dict[str, Any]:
     return {"config_hash": config.config_hash, "canonical_json": config.canonical_json()}
 
 
-def _open_error(path: Path, exc: duckdb.Error) -> StoreError:
+def _open_error(path: Path, exc: duckdb.Error, waited_s: float) -> StoreError:
     message = str(exc)
     if "Could not set lock" in message:
         pid = re.search(r"\(PID (\d+)\)", message)
         holder = f" (process {pid.group(1)})" if pid else ""
-        return StoreError(f"{path}: another memevolve process{holder} holds this run store open; "
-                          "DuckDB lets one process write a file at a time. Fix: wait for that "
-                          "process to finish, or pass --db with another file.")
+        return StoreError(f"{path}: another process{holder} has held this run store open for "
+                          f"more than {waited_s:g}s (memevolve itself holds it only for one read "
+                          "or one round's transaction; a duckdb shell or notebook holds it until "
+                          "it closes). Fix: close that process's connection, or pass --db with "
+                          "another file.")
     if "not a valid DuckDB database file" in message:
         return StoreError(f"{path}: exists but is not a DuckDB database file. Fix: pass --db with "
                           "a .duckdb file written by memevolve, or a new path.")

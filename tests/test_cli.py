@@ -136,7 +136,7 @@ def test_run_then_report_writes_the_trajectory_and_plots(db):
         assert (db.parent / run_id / name).stat().st_size > 1000
 
 
-def test_a_second_run_on_a_locked_store_is_refused(db):
+def test_a_run_on_a_store_held_elsewhere_is_refused_after_the_lock_timeout(db, monkeypatch):
     import subprocess
     import sys
 
@@ -145,6 +145,7 @@ def test_a_second_run_on_a_locked_store_is_refused(db):
                                "time.sleep(60)"], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "ok"
+        monkeypatch.setenv("MEMEVOLVE_LOCK_TIMEOUT_S", "1")
         result = invoke("run", "--workers", "0", "--max-rounds", "1", "--db", db)
         assert result.exit_code == 2 and "another" in result.output and "--db" in result.output
     finally:

@@ -136,21 +136,57 @@ def test_read_only_open_of_a_missing_store_says_so(tmp_path: Path) -> None:
         RunStore(tmp_path / "missing.duckdb", read_only=True)
 
 
-def test_second_process_gets_a_clear_lock_error(tmp_path: Path) -> None:
+def test_a_connection_held_elsewhere_gets_a_clear_lock_error(tmp_path: Path) -> None:
     path = tmp_path / "busy.duckdb"
+    RunStore(path).close()
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys; from evolve.store import RunStore; "
-         "store = RunStore(sys.argv[1]); print('ready', flush=True); sys.stdin.read()",
-         str(path)], cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        [sys.executable, "-c", "import duckdb, sys; con = duckdb.connect(sys.argv[1]); "
+         "print('ready', flush=True); sys.stdin.read()", str(path)],
+        cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "ready"
         with pytest.raises(StoreError) as err:
-            RunStore(path)
+            RunStore(path, lock_timeout_s=0.5)
         message = str(err.value)
-        assert str(path) in message and "another memevolve process" in message
+        assert str(path) in message and "another process" in message and "0.5s" in message
         assert "--db" in message
     finally:
         holder.stdin.close()
+        holder.wait(timeout=30)
+
+
+def test_an_open_store_leaves_the_file_to_other_processes_between_transactions(
+        tmp_path: Path) -> None:
+    path = tmp_path / "shared.duckdb"
+    writer = RunStore(path)
+    writer.create_run("r1", "eval", BENCH, SPLIT, {})
+    reader = subprocess.run(
+        [sys.executable, "-c", "import sys; from evolve.store import RunStore; "
+         "s = RunStore(sys.argv[1], read_only=True, lock_timeout_s=5); "
+         "print([r['run_id'] for r in s.list_runs()])", str(path)],
+        cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert reader.returncode == 0, reader.stderr
+    assert reader.stdout.strip() == "['r1']"
+    writer.finish_run("r1", "done")
+    assert writer.run("r1")["status"] == "done"
+    writer.close()
+
+
+def test_a_writer_waits_for_a_reader_to_finish(tmp_path: Path) -> None:
+    path = tmp_path / "queued.duckdb"
+    RunStore(path).close()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import duckdb, sys, time; "
+         "con = duckdb.connect(sys.argv[1], read_only=True); print('ready', flush=True); "
+         "time.sleep(1.0); con.close(); time.sleep(30)", str(path)],
+        cwd=REPO, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "ready"
+        store = RunStore(path, lock_timeout_s=20)
+        store.create_run("r1", "eval", BENCH, SPLIT, {})
+        assert [r["run_id"] for r in store.list_runs()] == ["r1"]
+    finally:
+        holder.kill()
         holder.wait(timeout=30)
 
 
