@@ -31,5 +31,9 @@ class BoundedCache(Generic[V]):
         if len(self._data) > self.maxsize:
             self._data.popitem(last=False)
 
+    def items(self) -> list[tuple[Hashable, V]]:
+        """The entries, oldest first, without refreshing them."""
+        return list(self._data.items())
+
     def __len__(self) -> int:
         return len(self._data)

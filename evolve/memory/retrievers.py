@@ -38,6 +38,10 @@ class Retriever(Protocol):
     def scores(self, units: "UnitSet", query: "ProcessedQuery",
                config: "RetrievalConfig") -> np.ndarray: ...
 
+    def extend(self, old: "UnitSet", new: "UnitSet", keep: int) -> None:
+        """``new`` replaces ``old``, whose first ``keep`` units it shares: move any index of
+        ``old`` to ``new``, doing work only for the units after ``keep``."""
+
 
 RETRIEVERS: dict[str, Callable[[], Retriever]] = {}
 #: BM25 settings (tokenisation, k1, b) whose index a unit set keeps (most recently used).
@@ -98,18 +102,26 @@ class BM25Retriever:
 
     def __init__(self) -> None:
         # Per unit set, the indexes of its latest settings only: a search over k1 and b would
-        # otherwise keep one index per value it ever tried.
-        self._indexes: dict[int, BoundedCache[BM25Okapi]] = {}
+        # otherwise keep one index per value it ever tried. Each index keeps its document
+        # frequencies, so that appended units update it.
+        self._indexes: dict[int, BoundedCache[tuple[BM25Okapi, dict[str, int]]]] = {}
 
     def _index(self, units: "UnitSet", config: "RetrievalConfig") -> BM25Okapi:
         settings = (_token_settings(config), config.bm25_k1, config.bm25_b)
         indexes = self._indexes.setdefault(id(units), BoundedCache(BM25_SETTINGS_KEPT))
         if settings not in indexes:
-            lower, punct, stop, stem = settings[0]
-            corpus = [bm25_tokens(u.rendered(False), lowercase=lower, strip_punctuation=punct,
-                                  stopwords=stop, stemming=stem) or ["_"] for u in units.units]
-            indexes[settings] = BM25Okapi(corpus, k1=config.bm25_k1, b=config.bm25_b)
-        return indexes[settings]
+            index = BM25Okapi(_corpus(units.units, settings[0]), k1=config.bm25_k1,
+                              b=config.bm25_b)
+            indexes[settings] = (index, _document_frequencies(index))
+        return indexes[settings][0]
+
+    def extend(self, old, new, keep) -> None:
+        indexes = self._indexes.pop(id(old), None)
+        if indexes is None:
+            return
+        for settings, (index, frequencies) in indexes.items():
+            _replace_tail(index, frequencies, keep, _corpus(new.units[keep:], settings[0]))
+        self._indexes[id(new)] = indexes
 
     def scores(self, units, query, config) -> np.ndarray:
         index = self._index(units, config)
@@ -121,6 +133,47 @@ class BM25Retriever:
             if tokens:
                 best = np.maximum(best, index.get_scores(tokens))
         return best
+
+
+def _corpus(units, token_settings: tuple[bool, bool, bool, bool]) -> list[list[str]]:
+    lower, punct, stop, stem = token_settings
+    return [bm25_tokens(u.rendered(False), lowercase=lower, strip_punctuation=punct,
+                        stopwords=stop, stemming=stem) or ["_"] for u in units]
+
+
+def _document_frequencies(index: BM25Okapi) -> dict[str, int]:
+    frequencies: dict[str, int] = {}
+    for document in index.doc_freqs:
+        for word in document:
+            frequencies[word] = frequencies.get(word, 0) + 1
+    return frequencies
+
+
+def _replace_tail(index: BM25Okapi, frequencies: dict[str, int], keep: int,
+                  documents: list[list[str]]) -> None:
+    """Drop the index's documents after ``keep``, append ``documents`` and recompute idf, as
+    rank-bm25 computes it for the whole corpus. A word drops out of ``frequencies`` when its
+    count reaches 0, so the dict keeps first-appearance order and idf comes out bit-identical
+    to a fresh index."""
+    for document in index.doc_freqs[keep:]:
+        for word in document:
+            frequencies[word] -= 1
+            if not frequencies[word]:
+                del frequencies[word]
+    del index.doc_freqs[keep:]
+    del index.doc_len[keep:]
+    for document in documents:
+        counts: dict[str, int] = {}
+        for word in document:
+            counts[word] = counts.get(word, 0) + 1
+        index.doc_freqs.append(counts)
+        index.doc_len.append(len(document))
+        for word in counts:
+            frequencies[word] = frequencies.get(word, 0) + 1
+    index.corpus_size = len(index.doc_len)
+    index.avgdl = sum(index.doc_len) / index.corpus_size
+    index.idf = {}
+    index._calc_idf(frequencies)
 
 
 @register
@@ -150,18 +203,34 @@ class DenseRetriever:
             self._indexes[key] = (index, vectors)
         return self._indexes[key]
 
-    def _unit_vectors(self, units: "UnitSet") -> np.ndarray:
+    def extend(self, old, new, keep) -> None:
+        entry = self._indexes.pop(id(old), None)
+        if entry is None:
+            return
+        import faiss
+
+        index, vectors = entry
+        tail = self._unit_vectors(new, start=keep)
+        index.remove_ids(faiss.IDSelectorRange(keep, index.ntotal))
+        index.add(tail)
+        self._indexes[id(new)] = (index, np.ascontiguousarray(np.vstack([vectors[:keep], tail])))
+
+    def _unit_vectors(self, units: "UnitSet", start: int = 0) -> np.ndarray:
         """Turn, passage and summary units are embedded; a window or a whole session is the
-        normalised mean of its turns' vectors, so they cost no embedding beyond the turns."""
-        turn_rows = {u.id: i for i, u in enumerate(units.turn_units)}
-        turn_vectors = self.embedder.embed([u.rendered(False) for u in units.turn_units])
-        own = [u for u in units.units
+        normalised mean of its turns' vectors, so they cost no embedding beyond the turns.
+        Rows from ``start`` on only (an index extended by appended units)."""
+        wanted = units.units[start:]
+        needed = {t for u in wanted for t in u.turn_ids}
+        turns = [u for u in units.turn_units if u.id in needed]
+        turn_rows = {u.id: i for i, u in enumerate(turns)}
+        turn_vectors = self.embedder.embed([u.rendered(False) for u in turns])
+        own = [u for u in wanted
                if u.id not in turn_rows and not u.id.startswith(COMPOSED_PREFIXES)]
         own_vectors = dict(zip((u.id for u in own),
                                self.embedder.embed([u.rendered(False) for u in own]) if own
                                else []))
         rows = []
-        for unit in units.units:
+        for unit in wanted:
             if unit.id in turn_rows:
                 rows.append(turn_vectors[turn_rows[unit.id]])
             elif unit.id in own_vectors:
@@ -169,6 +238,8 @@ class DenseRetriever:
             else:
                 mean = turn_vectors[[turn_rows[t] for t in unit.turn_ids]].mean(axis=0)
                 rows.append(mean / max(float(np.linalg.norm(mean)), 1e-12))
+        if not rows:
+            return np.zeros((0, self.embedder.dim), dtype=np.float32)
         return np.ascontiguousarray(np.stack(rows), dtype=np.float32)
 
     def scores(self, units, query, config) -> np.ndarray:
@@ -198,12 +269,18 @@ class StructuredRetriever:
     def _unit_features(self, units: "UnitSet"):
         key = id(units)
         if key not in self._features:
-            speakers = [u.speaker.lower() for u in units.units]
-            has_time = np.array([bool(RELATIVE_TIME.search(u.text)) for u in units.units],
-                                dtype=float)
-            names = [{n.lower() for n in names_in(u.text)} for u in units.units]
-            self._features[key] = (speakers, has_time, names)
+            self._features[key] = _structured_features(units.units)
         return self._features[key]
+
+    def extend(self, old, new, keep) -> None:
+        entry = self._features.pop(id(old), None)
+        if entry is None:
+            return
+        speakers, has_time, names = entry
+        tail = _structured_features(new.units[keep:])
+        self._features[id(new)] = (speakers[:keep] + tail[0],
+                                   np.concatenate([has_time[:keep], tail[1]]),
+                                   names[:keep] + tail[2])
 
     def scores(self, units, query, config) -> np.ndarray:
         speakers, has_time, names = self._unit_features(units)
@@ -224,6 +301,13 @@ class StructuredRetriever:
             elif is_temporal_question(query.text):
                 score += 0.5 * has_time
         return score
+
+
+def _structured_features(units) -> tuple[list[str], np.ndarray, list[set[str]]]:
+    speakers = [u.speaker.lower() for u in units]
+    has_time = np.array([bool(RELATIVE_TIME.search(u.text)) for u in units], dtype=float)
+    names = [{n.lower() for n in names_in(u.text)} for u in units]
+    return speakers, has_time, names
 
 
 def minmax(values: np.ndarray) -> np.ndarray:

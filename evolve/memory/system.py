@@ -1,10 +1,14 @@
 """The memory system being tuned: units -> retrievers -> fusion -> MMR -> expansion -> packing ->
-answer, for every question of a shard of conversations, with per-question outcome rows."""
+answer, for every question of a shard of conversations, with per-question outcome rows.
+
+`MemorySystem.context` is the one retrieval path: the evaluation answers from it and
+`evolve.Memory.search` serves it to an agent."""
 from __future__ import annotations
 
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Iterable
 
 import numpy as np
@@ -20,7 +24,7 @@ from evolve.memory.packing import pack_context
 from evolve.memory.query import ProcessedQuery, process_query
 from evolve.memory.retrievers import RETRIEVERS, DenseRetriever, minmax, score_key
 from evolve.memory.time_prior import apply_time
-from evolve.memory.units import MemoryUnit, UnitSet, build_units
+from evolve.memory.units import MemoryUnit, UnitSet, build_units, extend_units
 from search_space.config import RetrievalConfig
 
 #: How many ranked units a result row keeps (recall@k for k up to this).
@@ -56,6 +60,21 @@ class ConversationMemory:
         # the latest settings are kept, or a search over k1 and b grows ~1 MB per setting.
         self._scores: BoundedCache[dict[ProcessedQuery, np.ndarray]] = \
             BoundedCache(SCORE_SETTINGS_KEPT)
+
+    def extend(self, conversation: Conversation) -> None:
+        """Take the conversation with new turns or sessions appended: each built unit set and
+        each retriever index is updated for the units that changed (the new ones, and windows
+        or sessions that now reach a new turn), not rebuilt."""
+        self.conversation = conversation
+        for key, old in list(self._unit_sets.items()):
+            kind, window_size, roles, passages = key
+            new, keep = extend_units(old, conversation, kind, window_size, roles=roles,
+                                     passage_tokens=passages)
+            for retriever in self.retrievers.values():
+                retriever.extend(old, new, keep)
+            self._unit_sets[key] = new
+        # BM25 scores depend on the whole corpus (idf, mean length): every stored score is stale.
+        self._scores = BoundedCache(SCORE_SETTINGS_KEPT)
 
     def units(self, config: RetrievalConfig) -> UnitSet:
         passages = config.passage_tokens if config.unit == "turn" else 0
@@ -154,6 +173,50 @@ def expand_neighbours(selected: list[MemoryUnit], units: UnitSet, n: int) -> lis
     return out
 
 
+@dataclass(frozen=True)
+class ContextUnit:
+    """One memory unit (or, with span packing, one turn of it) as it stands in a context."""
+
+    id: str
+    text: str                  # its line in the context (dated when dates are shown per line)
+    score: float | None        # fused retrieval score; None for a turn added by expansion/spans
+    date: datetime | None
+    tokens: int
+    speaker: str
+    session_index: int
+    turn_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class RetrievedContext:
+    """What retrieval hands the answerer for one question: the context units in order, the
+    context text and its token count (session headers included), and the ranking they were
+    packed from."""
+
+    question: str
+    conversation_id: str
+    #: The type whose overrides applied (predicted from the text), None without a predictor.
+    question_type: str | None
+    units: tuple[ContextUnit, ...]
+    text: str
+    tokens: int
+    #: The best KEPT_RANKS units, best first (MMR's picks first).
+    ranked: tuple[MemoryUnit, ...]
+    #: The top_k units MMR picked, before neighbour expansion and packing.
+    selected: tuple[MemoryUnit, ...]
+    #: What the budget paid for, in rank order (recall and the extractive answerer read it).
+    packed: tuple[MemoryUnit, ...]
+    query: ProcessedQuery
+
+    @property
+    def ids(self) -> list[str]:
+        return [u.id for u in self.units]
+
+    @property
+    def ranked_ids(self) -> list[str]:
+        return [u.id for u in self.ranked]
+
+
 class MemorySystem:
     """Evaluates configs on the questions of a shard of conversations, keeping indexes warm."""
 
@@ -172,6 +235,16 @@ class MemorySystem:
         self._artefacts: dict[str, dict[str, Any]] = dict(artefacts or {})
         self._predicted_types: dict[str, dict[str, str]] = {}
         self.oracle_gold_categories = oracle_gold_categories
+
+    def add_conversation(self, conversation: Conversation) -> None:
+        """A new conversation, or a known one with turns or sessions appended (its indexes are
+        updated, not rebuilt)."""
+        if conversation.id in self.memories:
+            self.memories[conversation.id].extend(conversation)
+            # Token maps are keyed by unit set; the replaced sets' maps are stale.
+            self._token_maps.clear()
+        else:
+            self.memories[conversation.id] = ConversationMemory(conversation, self._retrievers)
 
     def add_artefacts(self, artefacts: dict[str, dict[str, Any]]) -> None:
         """Learned parts (by content hash) that configs may reference."""
@@ -199,6 +272,12 @@ class MemorySystem:
             types = QuestionTypePredictor(body).predict(q.text for q in self.questions.values())
             predicted = self._predicted_types[config.question_types] = dict(
                 zip(self.questions, types))
+        if question.id not in predicted:
+            # A question from outside the shard (an agent's, through evolve.Memory).
+            from evolve.question_types import QuestionTypePredictor
+
+            body = self._artefacts[config.question_types]
+            predicted[question.id] = QuestionTypePredictor(body).predict([question.text])[0]
         return predicted[question.id]
 
     # Lazy heavy parts ----------------------------------------------------------------------
@@ -277,8 +356,9 @@ class MemorySystem:
             clients.append(judge.client)
         return min((c.settings.concurrency for c in clients), default=1)
 
-    def _retrieve(self, question: Question, config: RetrievalConfig) -> tuple:
-        start = time.perf_counter()
+    def context(self, question: Question, config: RetrievalConfig) -> RetrievedContext:
+        """The context for a question: its type's settings, query processing, retrieval,
+        fusion, session scores, feedback, MMR, neighbour expansion and packing."""
         question_type = self.question_type(question, config)
         cfg = config.for_type(question_type)
         memory = self.memories[question.conversation_id]
@@ -312,38 +392,54 @@ class MemorySystem:
                                include_dates=cfg.include_dates,
                                chronological=cfg.packing_order == "chronological",
                                token_of=token_of)
-        packed, context_units, context, used = (packing.packed, packing.context_units,
-                                                packing.text, packing.tokens)
-        row = self._outcome_row(question, cfg, ranked, selected, packed, context_units, used)
-        row["question_type"] = question_type
-        return question, cfg, row, context, packed, query, start
+        dated_lines = cfg.include_dates and not cfg.session_headers
+        return RetrievedContext(
+            question=question.text, conversation_id=question.conversation_id,
+            question_type=question_type,
+            units=tuple(ContextUnit(
+                id=u.id, text=u.rendered(dated_lines),
+                score=float(fused[units.index_of[u.id]]) if u.id in units.index_of else None,
+                date=u.date, tokens=token_of[u.id], speaker=u.speaker,
+                session_index=u.session_index, turn_ids=u.turn_ids)
+                for u in packing.context_units),
+            text=packing.text, tokens=packing.tokens, ranked=tuple(ranked),
+            selected=tuple(selected), packed=tuple(packing.packed), query=query)
 
-    def _answer(self, question: Question, cfg: RetrievalConfig, row: dict[str, Any],
-                context: str, packed: list[MemoryUnit], query: ProcessedQuery,
-                start: float) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    def answer(self, question: Question, config: RetrievalConfig, context: RetrievedContext
+               ) -> tuple[str, bool, str | None, list[dict[str, Any]]]:
+        """(answer, abstained, invalid reason, LLM call rows) for a question from its context,
+        with the settings of the context's question type."""
+        cfg = config.for_type(context.question_type)
         calls: list[dict[str, Any]] = []
-        invalid = None
         if cfg.answerer == "llm":
             # Resolved before importing litellm, so a missing model fails at once.
             answerer = self._llm_answerer()
             from evolve.llm import LLMError, LLMUnavailable
 
             try:
-                outcome = answerer.answer(question, context, cfg.answer_style)
-                answer, abstained = outcome.text, outcome.text.strip() == NOT_MENTIONED
+                outcome = answerer.answer(question, context.text, cfg.answer_style)
                 calls.extend(c.as_row() for c in outcome.calls)
+                return outcome.text, outcome.text.strip() == NOT_MENTIONED, None, calls
             except LLMError as exc:
                 # A refused request (bad key, unknown model) is no verdict on the config either.
                 what = "unavailable" if isinstance(exc, LLMUnavailable) else "refused"
-                answer, abstained, invalid = "", False, f"LLM {what}: {exc}"
                 if exc.call is not None:
                     calls.append(exc.call.as_row())
-        else:
-            extracted = extractive_answer(question, packed, query.speakers,
-                                          abstain_threshold=cfg.abstain_threshold,
-                                          dates_in_context=cfg.include_dates
-                                          or cfg.session_headers)
-            answer, abstained = extracted.text, extracted.abstained
+                return "", False, f"LLM {what}: {exc}", calls
+        extracted = extractive_answer(question, list(context.packed), context.query.speakers,
+                                      abstain_threshold=cfg.abstain_threshold,
+                                      dates_in_context=cfg.include_dates or cfg.session_headers)
+        return extracted.text, extracted.abstained, None, calls
+
+    def _retrieve(self, question: Question, config: RetrievalConfig) -> tuple:
+        start = time.perf_counter()
+        return question, config, self.context(question, config), start
+
+    def _answer(self, question: Question, config: RetrievalConfig, context: RetrievedContext,
+                start: float) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        row = self._outcome_row(question, context)
+        row["question_type"] = context.question_type
+        answer, abstained, invalid, calls = self.answer(question, config, context)
         row["answer"] = answer
         row["abstained"] = abstained
         row["invalid_reason"] = invalid
@@ -390,10 +486,10 @@ class MemorySystem:
         return self._token_maps[key]
 
     @staticmethod
-    def _outcome_row(question: Question, cfg: RetrievalConfig, ranked: list[MemoryUnit],
-                     selected: list[MemoryUnit], packed: list[MemoryUnit],
-                     context_units: list[MemoryUnit], used: int) -> dict[str, Any]:
+    def _outcome_row(question: Question, context: RetrievedContext) -> dict[str, Any]:
         gold = set(question.evidence)
+        ranked, selected, packed = list(context.ranked), list(context.selected), \
+            list(context.packed)
 
         def recall(units: list[MemoryUnit]) -> float | None:
             if not gold:
@@ -411,7 +507,7 @@ class MemorySystem:
             "category": question.category,
             "adversarial": question.adversarial,
             "retrieved_ids": [u.id for u in ranked],
-            "context_ids": [u.id for u in context_units],
+            "context_ids": context.ids,
             "evidence_ids": list(question.evidence),
             "recall_at_5": recall(ranked[:5]),
             "recall_at_10": recall(ranked[:10]),
@@ -419,7 +515,7 @@ class MemorySystem:
             "recall_in_context": recall(packed),
             "session_recall_at_5": session_recall,
             "evidence_rank": evidence_rank,
-            "context_tokens": used,
+            "context_tokens": context.tokens,
         }
 
 

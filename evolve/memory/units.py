@@ -51,6 +51,36 @@ def build_units(conversation: Conversation, kind: str, window_size: int, *, role
     with ``roles='user'``, the user's turns only (a conversation without a 'user' speaker, such
     as LoCoMo's two people, keeps all). ``passage_tokens`` > 0 cuts every turn longer than that
     into passages of whole sentences, each credited to its turn."""
+    units, turns = _unit_list(conversation, kind, window_size, roles, passage_tokens)
+    return UnitSet(units=tuple(units),
+                   tokens=tuple(count_tokens(u.rendered(False)) for u in units),
+                   tokens_dated=tuple(count_tokens(u.rendered(True)) for u in units),
+                   index_of={u.id: i for i, u in enumerate(units)},
+                   turn_units=tuple(turns))
+
+
+def extend_units(old: UnitSet, conversation: Conversation, kind: str, window_size: int, *,
+                 roles: str = "all", passage_tokens: int = 0) -> tuple[UnitSet, int]:
+    """The units (as ``build_units`` makes them) of a conversation that grew from the one
+    ``old`` was built on, and how many leading units are unchanged: their token counts are
+    kept, only the rest are counted."""
+    units, turns = _unit_list(conversation, kind, window_size, roles, passage_tokens)
+    keep = 0
+    for before, after in zip(old.units, units):
+        if before != after:
+            break
+        keep += 1
+    tail = units[keep:]
+    return UnitSet(units=tuple(units),
+                   tokens=old.tokens[:keep] + tuple(count_tokens(u.rendered(False)) for u in tail),
+                   tokens_dated=old.tokens_dated[:keep] + tuple(count_tokens(u.rendered(True))
+                                                                for u in tail),
+                   index_of={u.id: i for i, u in enumerate(units)},
+                   turn_units=tuple(turns)), keep
+
+
+def _unit_list(conversation: Conversation, kind: str, window_size: int, roles: str,
+               passage_tokens: int) -> tuple[list[MemoryUnit], list[MemoryUnit]]:
     turns: list[MemoryUnit] = []
     position = 0
     user_only = roles == "user" and USER_ROLE in conversation.speakers
@@ -74,11 +104,7 @@ def build_units(conversation: Conversation, kind: str, window_size: int, *, role
         units = _sessions(turns)
     else:
         raise ValueError(f"unknown unit kind {kind!r}")
-    return UnitSet(units=tuple(units),
-                   tokens=tuple(count_tokens(u.rendered(False)) for u in units),
-                   tokens_dated=tuple(count_tokens(u.rendered(True)) for u in units),
-                   index_of={u.id: i for i, u in enumerate(units)},
-                   turn_units=tuple(turns))
+    return units, turns
 
 
 def unit_text(conversation: Conversation, unit_id: str, window_size: int = 1) -> str:
