@@ -25,6 +25,10 @@ CONFIGS = {
     "windows": load_preset("strong").with_values({"unit": "window", "window_size": 2,
                                                   "neighbor_expansion": 1,
                                                   "packing_order": "chronological"}),
+    # Session-level scores, passages and span packing read more unit sets than one.
+    "operators": load_preset("strong").with_values({"session_weight": 0.4, "session_top": 2,
+                                                    "passage_tokens": 12, "span_packing": True,
+                                                    "session_headers": True}),
 }
 
 
