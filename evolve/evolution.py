@@ -296,15 +296,15 @@ def _round(store: RunStore, run_id: str, settings: EvolveSettings, state: _State
             "rationale": proposal.rationale, "dev_score": result.score, "delta": verdict.delta,
             "ci_low": verdict.ci_low, "ci_high": verdict.ci_high, "p_value": verdict.p_value,
             "dev_questions": len(result.rows), "decision": decision, "reason": reason})
-    results = list(full.values())
     if winner is not None:
-        state.incumbent, state.incumbent_result = configs[winner], results[winner]
+        # full is keyed by candidate index: after screening, not every index is in it.
+        state.incumbent, state.incumbent_result = configs[winner], full[winner]
         state.stagnant = 0
         decision, reason = "accept", f"accepted {proposals[winner].edit_json()}: " \
                                      f"{verdicts[winner].reason}"
     else:
         state.stagnant += 1
-        decision, reason = "keep", (f"no significant gain among {len(results)} candidates"
+        decision, reason = "keep", (f"no significant gain among {len(full)} candidates"
                                     f"{f' promoted of {len(proposals)}' if screened else ''}")
     state.round = number
     state.wall_s += time.perf_counter() - round_start
