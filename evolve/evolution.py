@@ -128,11 +128,12 @@ def run_question_types(store: RunStore, settings: EvolveSettings, benchmark: Ben
 
 def evolve(store: RunStore, settings: EvolveSettings | None = None, *, resume: str | None = None,
            report: Reporter = lambda line: None, progress: bool = False,
-           evaluator: Evaluator | None = None) -> RunOutcome:
+           evaluator: Evaluator | None = None, split: Split | None = None) -> RunOutcome:
     """Run (or resume) an evolution and evaluate the best config once on the test split.
 
     An ``evaluator`` given (and left open) runs it on that evaluator's benchmark, indexes warm:
-    `memevolve bench search` shares one across strategies and seeds."""
+    `memevolve bench search` shares one across strategies and seeds, and gives each fold's
+    ``split`` (a new run's split otherwise comes from the settings; a resumed one is stored)."""
     began = time.perf_counter()
     if resume is not None:
         run = store.run(resume)
@@ -164,7 +165,7 @@ def evolve(store: RunStore, settings: EvolveSettings | None = None, *, resume: s
             raise MemevolveError(f"run '{run_id}' was made on {split.benchmark_key} but the data "
                                  f"now loads as {benchmark.key}. Fix: pass the original --data.")
     else:
-        split = make_split(benchmark, settings.split, seed=settings.split_seed)
+        split = split or make_split(benchmark, settings.split, seed=settings.split_seed)
         store.create_run(run_id, "evolve", benchmark, split, settings.model_dump())
     dev_ids = [q.id for q in split.questions(benchmark, "dev")]
     test_ids = [q.id for q in split.questions(benchmark, "test")]

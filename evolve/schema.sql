@@ -234,6 +234,7 @@ CREATE TABLE IF NOT EXISTS router_frontier (
 -- evaluation of a (strategy, seed, budget) run, in order; the start config is eval_index 1.
 CREATE TABLE IF NOT EXISTS bench_search (
     run_id       VARCHAR NOT NULL,          -- the bench run (runs.kind = 'bench')
+    fold         INTEGER NOT NULL,          -- dev/test fold (0 for a single split)
     strategy     VARCHAR NOT NULL,          -- memevolve | optuna-tpe | random | hill-climber
     seed         INTEGER NOT NULL,
     budget       INTEGER NOT NULL,          -- dev evaluations allowed
@@ -242,12 +243,13 @@ CREATE TABLE IF NOT EXISTS bench_search (
     dev_score    DOUBLE,                    -- this config's mean objective on dev
     best_so_far  DOUBLE,                    -- dev score of the config the strategy would return
                                             -- now (memevolve: its guarded incumbent)
-    PRIMARY KEY (run_id, strategy, seed, budget, eval_index)
+    PRIMARY KEY (run_id, fold, strategy, seed, budget, eval_index)
 );
 
 -- One row per (strategy, seed, budget) run: its choice on dev, scored once on test.
 CREATE TABLE IF NOT EXISTS bench_summary (
     run_id       VARCHAR NOT NULL,
+    fold         INTEGER NOT NULL,
     strategy     VARCHAR NOT NULL,
     seed         INTEGER NOT NULL,
     budget       INTEGER NOT NULL,
@@ -261,7 +263,7 @@ CREATE TABLE IF NOT EXISTS bench_summary (
     gap          DOUBLE,                    -- best_dev - test_score
     auc          DOUBLE,                    -- mean of best_so_far over the budget
     wall_s       DOUBLE NOT NULL,           -- the run, its one test evaluation included
-    PRIMARY KEY (run_id, strategy, seed, budget)
+    PRIMARY KEY (run_id, fold, strategy, seed, budget)
 );
 
 -- `memevolve bench eval`: evaluation throughput per dataset, phase and worker count.

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from benchmarks.model import Benchmark
     from benchmarks.splits import Split
 
-SCHEMA_VERSION = "2"
+SCHEMA_VERSION = "3"
 DEFAULT_PATH = Path("runs/memevolve.duckdb")
 RUN_KINDS = ("eval", "evolve", "bench", "router")
 RUN_STATUSES = ("running", "converged", "budget_spent", "done", "failed")

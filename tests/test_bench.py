@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 
 import duckdb
 import pytest
@@ -33,35 +34,39 @@ def searched(tmp_path_factory):
         output = _invoke("search", "--smoke", "--workers", "0", "--db", str(root / "b.duckdb"),
                          "--out", str(root / "out"))
     with RunStore(root / "b.duckdb") as store:
-        summary = store.query("SELECT * FROM bench_summary ORDER BY strategy, seed")
-        curves = store.query("SELECT * FROM bench_search ORDER BY strategy, seed, eval_index")
+        summary = store.query("SELECT * FROM bench_summary ORDER BY fold, strategy, seed")
+        curves = store.query("SELECT * FROM bench_search ORDER BY fold, strategy, seed, "
+                             "eval_index")
+        folds = json.loads(store.query("SELECT settings_json FROM runs WHERE kind = 'bench'")
+                           [0]["settings_json"])["folds"]
         configs = {r["config_hash"] for r in store.query("SELECT config_hash FROM configs")}
-    return root, output, summary, curves, configs
+    return root, output, summary, curves, configs, folds
 
 
-def test_search_runs_every_strategy_and_seed_at_the_smoke_budget(searched):
-    _, output, summary, _, _ = searched
-    assert {(r["strategy"], r["seed"], r["budget"]) for r in summary} == set(itertools.product(
-        ("memevolve", "optuna-tpe", "random", "hill-climber"), (0, 1), (6,)))
+def test_search_runs_every_fold_strategy_and_seed_at_the_smoke_budget(searched):
+    _, output, summary, _, _, _ = searched
+    assert {(r["fold"], r["strategy"], r["seed"], r["budget"]) for r in summary} == set(
+        itertools.product((0, 1), ("memevolve", "optuna-tpe", "random", "hill-climber"),
+                          (0, 1), (6,)))
     for strategy in ("memevolve", "optuna-tpe", "random", "hill-climber"):
         assert strategy in output
 
 
 def test_every_strategy_spends_exactly_its_budget(searched):
-    _, _, summary, curves, _ = searched
+    _, _, summary, curves, _, _ = searched
     assert all(r["evaluations"] == r["budget"] for r in summary)
-    for (strategy, seed), rows in itertools.groupby(curves, lambda r: (r["strategy"], r["seed"])):
-        assert [r["eval_index"] for r in rows] == list(range(1, 7)), (strategy, seed)
+    for key, rows in itertools.groupby(curves, lambda r: (r["fold"], r["strategy"], r["seed"])):
+        assert [r["eval_index"] for r in rows] == list(range(1, 7)), key
 
 
 def test_all_strategies_start_from_the_same_config(searched):
-    _, _, _, curves, _ = searched
+    _, _, _, curves, _, _ = searched
     assert len({r["config_hash"] for r in curves if r["eval_index"] == 1}) == 1
 
 
 def test_best_so_far_never_falls_and_the_choice_is_scored_on_test(searched):
-    _, _, summary, curves, configs = searched
-    for _, rows in itertools.groupby(curves, lambda r: (r["strategy"], r["seed"])):
+    _, _, summary, curves, configs, _ = searched
+    for _, rows in itertools.groupby(curves, lambda r: (r["fold"], r["strategy"], r["seed"])):
         best = [r["best_so_far"] for r in rows]
         assert best == sorted(best)
     for row in summary:
@@ -71,40 +76,67 @@ def test_best_so_far_never_falls_and_the_choice_is_scored_on_test(searched):
 
 
 def test_the_hill_climber_keeps_any_dev_gain(searched):
-    _, _, _, curves, _ = searched
+    _, _, _, curves, _, _ = searched
     rows = [r for r in curves if r["strategy"] == "hill-climber"]
-    for seed in (0, 1):
-        run = [r for r in rows if r["seed"] == seed]
+    for fold, seed in itertools.product((0, 1), (0, 1)):
+        run = [r for r in rows if r["seed"] == seed and r["fold"] == fold]
         assert [r["best_so_far"] for r in run] == list(
             itertools.accumulate((r["dev_score"] for r in run), max))
 
 
 def test_search_writes_the_curves_png_and_the_markdown_table(searched):
-    root, _, _, _, _ = searched
+    root, _, _, _, _, _ = searched
     assert (root / "out" / "search_curves.png").stat().st_size > 0
     text = (root / "out" / "search.md").read_text()
-    assert "memevolve bench search --smoke" in text and "| hill-climber | 6 |" in text
-    assert "- budget 6: best mean test " in text
+    assert "memevolve bench search --smoke" in text and "| hill-climber | 6 | 2 x 2 |" in text
+    assert "- budget 6: " in text and "smallest dev-test gap" in text
 
 
-def _row(strategy, test_mean, test_min, test_max, gap, budget=30):
+def test_the_smoke_folds_test_disjoint_conversations_and_tune_on_the_rest(searched):
+    *_, folds = searched
+    assert len(folds) == 2
+    tests = [set(f["test"]) for f in folds]
+    assert not tests[0] & tests[1]
+    for fold in folds:
+        assert not set(fold["dev"]) & set(fold["test"]) and fold["test"]
+    assert set(folds[0]["dev"]) | tests[0] == set(folds[1]["dev"]) | tests[1]
+
+
+def test_locomo_folds_by_conversation_and_longmemeval_by_repeated_stratified_splits(
+        locomo, longmemeval):
+    from benchmarks.errors import MemevolveError
+    from evolve.bench.search import fold_splits
+
+    folds = fold_splits(locomo, 5)
+    assert [len(f.test) for f in folds] == [2] * 5 and [len(f.dev) for f in folds] == [8] * 5
+    assert sorted(c for f in folds for c in f.test) == sorted(c.id for c in locomo.conversations)
+    repeated = fold_splits(longmemeval, 3)
+    assert len({f.test for f in repeated}) == 3
+    assert all(set(f.dev) | set(f.test) == {c.id for c in longmemeval.conversations}
+               for f in repeated)
+    with pytest.raises(MemevolveError, match="only 10 conversations"):
+        fold_splits(locomo, 11)
+
+
+def _row(strategy, test_mean, test_sd, gap, auc, budget=30):
     return {"strategy": strategy, "budget": budget, "test_mean": test_mean,
-            "test_min": test_min, "test_max": test_max, "gap_mean": gap}
+            "test_sd": test_sd, "gap_mean": gap, "auc_mean": auc}
 
 
-def test_verdicts_name_the_winner_say_whether_it_is_outside_the_spread_and_the_smallest_gap():
-    rows = [_row("memevolve", 0.742, 0.742, 0.742, 0.023),
-            _row("hill-climber", 0.738, 0.728, 0.750, 0.073),
-            _row("random", 0.657, 0.625, 0.721, -0.075),
-            _row("memevolve", 0.70, 0.70, 0.70, 0.10, budget=60),
-            _row("optuna-tpe", 0.75, 0.74, 0.76, 0.05, budget=60)]
+def test_verdicts_name_a_winner_only_outside_the_spread_and_the_smallest_gap():
+    rows = [_row("memevolve", 0.742, 0.010, 0.023, 0.70),
+            _row("hill-climber", 0.738, 0.020, 0.073, 0.72),
+            _row("random", 0.657, 0.050, -0.075, 0.60),
+            _row("memevolve", 0.70, 0.01, 0.10, 0.65, budget=60),
+            _row("optuna-tpe", 0.75, 0.02, 0.05, 0.66, budget=60)]
     thirty, sixty = verdicts(rows)
-    assert thirty.startswith("budget 30: best mean test memevolve 0.7420, ahead of "
-                             "hill-climber by 0.0040 (inside its seed range 0.7280..0.7500)")
-    assert thirty.endswith("smallest dev-test gap memevolve +0.0230")
-    assert sixty.startswith("budget 60: best mean test optuna-tpe 0.7500, ahead of memevolve "
-                            "by 0.0500 (above its seed range")
-    assert sixty.endswith("smallest dev-test gap optuna-tpe +0.0500")
+    assert thirty.startswith("budget 30: no winner; best mean test memevolve 0.7420 leads "
+                             "hill-climber by 0.0040, inside the spread (sd 0.0200)")
+    assert thirty.endswith("smallest dev-test gap memevolve +0.0230; largest AUC "
+                           "hill-climber 0.7200")
+    assert sixty.startswith("budget 60: winner optuna-tpe on mean test 0.7500, ahead of "
+                            "memevolve by 0.0500 (outside the spread, sd 0.0200)")
+    assert "smallest dev-test gap optuna-tpe +0.0500" in sixty
 
 
 def test_eval_smoke_measures_every_phase_cold_to_new_process(tmp_path):

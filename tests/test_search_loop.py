@@ -156,3 +156,17 @@ def test_screening_promotes_the_best_and_counts_questions(screened_run):
     (n_screen,) = screen_questions
     assert math.isclose(used[1] - used[0], (len(first) * n_screen + len(promoted) *
                                             (dev - n_screen)) / dev)
+
+
+def test_the_area_under_the_curve_weighs_each_evaluation_by_its_cost():
+    from evolve.bench.search import Trace
+
+    trace = Trace("memevolve", 0, 4)
+    trace.add("a", 0.5, 0.5)
+    trace.add("b", 0.2, 0.5, 0.5)   # screened out on half of dev
+    trace.add("c", 0.8, 0.8, 0.5)
+    trace.add("d", 0.9, 0.9)
+    assert trace.spent == 3.0
+    # 0.5 x 1 + 0.5 x 0.5 + 0.8 x 0.5 + 0.9 x 1, then 0.9 for the last unspent evaluation.
+    assert trace.auc == pytest.approx((0.5 + 0.25 + 0.4 + 0.9 + 0.9) / 4)
+    assert trace.curve() == [0.5, 0.8, 0.9, 0.9]

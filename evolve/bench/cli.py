@@ -92,12 +92,17 @@ def search_command(
                                         "fetched copy)."),
     benchmark_option: Optional[list[str]] = BenchmarkOptionOpt,
     split: str = typer.Option("default", help="Split (LoCoMo default: conversations 0-7 dev, "
-                              "8-9 test)."),
+                              "8-9 test); with --folds, the folds replace it."),
+    folds: Optional[int] = typer.Option(None, "--folds", help="K dev/test folds, every "
+                                        "strategy run on each: k-fold by conversation (LoCoMo "
+                                        "5: 2 test conversations each), repeated stratified "
+                                        "splits on LongMemEval; mean and spread over folds x "
+                                        "seeds (smoke: 2)."),
     preset: str = typer.Option("weak", help="Start config of every strategy."),
     strategies: str = typer.Option("memevolve,optuna-tpe,random,hill-climber",
                                    help="Comma-separated strategies."),
     budgets: Optional[str] = typer.Option(None, help="Dev evaluations per run, comma-separated "
-                                          "(default 30,60; smoke 6)."),
+                                          "(default 30,60,120; smoke 6)."),
     seeds: Optional[str] = typer.Option(None, help="Seeds, comma-separated (default 0,1,2; "
                                         "smoke 0,1)."),
     candidates: Optional[int] = typer.Option(None, help="memevolve's candidates per round "
@@ -111,27 +116,35 @@ def search_command(
     """memevolve's loop vs Optuna TPE, random search, hill-climber at equal dev evaluations."""
     from benchmarks import load_benchmark, parse_options
     from benchmarks.splits import make_split
-    from evolve.bench.search import (SearchSetup, run_search, summary, summary_markdown,
-                                     verdicts)
+    from evolve.bench.search import (SearchSetup, fold_splits, run_search, summary,
+                                     summary_markdown, verdicts)
     from evolve.evaluation import Evaluator
 
     names = [s.strip() for s in strategies.split(",") if s.strip()]
-    budget_list = _ints(budgets or ("6" if smoke else "30,60"), "--budgets")
+    budget_list = _ints(budgets or ("6" if smoke else "30,60,120"), "--budgets")
+    if smoke and folds is None:
+        folds = 2
+    if folds is not None and split != "default":
+        raise MemevolveError(f"--split {split} and --folds {folds} both choose the dev/test "
+                             "parts. Fix: pass one of them.")
     seed_list = _ints(seeds or ("0,1" if smoke else "0,1,2"), "--seeds")
     per_round = candidates or (2 if smoke else 4)
     options = parse_options(benchmark_option)
     if smoke:
         benchmark, data, options = "synthetic", None, SMOKE_SYNTHETIC
     bench = load_benchmark(benchmark, data, **options)
-    the_split = make_split(bench, split)
+    splits = fold_splits(bench, folds) if folds is not None else [make_split(bench, split)]
     run_id = _bench_id("search")
     # memevolve's own run stores stay beside the table, for 'memevolve report RUN --db FILE'.
-    setup = SearchSetup(bench, the_split, preset=preset, max_context_tokens=max_context_tokens,
-                        candidates=per_round, keep_runs=out / run_id)
+    setups = [SearchSetup(bench, one, preset=preset, max_context_tokens=max_context_tokens,
+                          candidates=per_round, keep_runs=out / run_id, fold=fold)
+              for fold, one in enumerate(splits)]
     command = " ".join(["memevolve bench search", *(["--smoke"] if smoke else
                         ["-b", benchmark] + (["--data", _quote(data)] if data else [])
                         + [f"--benchmark-option {k}={_quote(v)}" for k, v in options.items()]),
-                        "--split", split, "--preset", preset, "--strategies", ",".join(names),
+                        *(["--folds", str(folds)] if folds is not None and not smoke else
+                          ["--split", split] if folds is None else []),
+                        "--preset", preset, "--strategies", ",".join(names),
                         "--budgets", ",".join(map(str, budget_list)),
                         "--seeds", ",".join(map(str, seed_list)),
                         "--candidates", str(per_round),
@@ -139,23 +152,26 @@ def search_command(
                        + (["--workers", str(workers)] if workers is not None else []))
     store = _open_store(db)
     try:
-        store.create_run(run_id, "bench", bench, the_split, {
-            "command": command, "strategies": names, "budgets": budget_list,
+        # The run row holds the first fold's split; the others are named in the settings.
+        store.create_run(run_id, "bench", bench, splits[0], {
+            "command": command, "folds": [s.model_dump() for s in splits],
+            "strategies": names, "budgets": budget_list,
             "seeds": seed_list, "preset": preset, "candidates": per_round,
             "max_context_tokens": max_context_tokens, "workers": workers})
         with Evaluator(bench, workers=workers) as evaluator:
-            result = run_search(store, setup, evaluator, strategies=names, budgets=budget_list,
+            result = run_search(store, setups, evaluator, strategies=names, budgets=budget_list,
                                 seeds=seed_list, run_id=run_id, out=out,
                                 report=lambda line: console.print(line))
         store.finish_run(run_id, "done")
         rows = summary(store, run_id)
     finally:
         store.close()
+    parts = "; ".join(f"dev {len(s.dev_ids)} / test {len(s.test_ids)}" for s in setups)
     console.print(table(
-        f"{bench.name}: {len(seed_list)} seeds, dev {len(setup.dev_ids)} / test "
-        f"{len(setup.test_ids)} questions, objective {setup.objective} (run {run_id})",
+        f"{bench.name}: {len(setups)} folds x {len(seed_list)} seeds ({parts} questions), "
+        f"objective {setups[0].objective} (run {run_id})",
         ["strategy", "budget", "evals", "best dev", "test", "dev-test", "AUC", "wall s"],
-        [[r["strategy"], r["budget"], round(r["evaluations"]),
+        [[r["strategy"], r["budget"], round(r["evaluations"], 1),
           f"{r['dev_mean']:.4f} ± {r['dev_sd']:.4f}", f"{r['test_mean']:.4f} ± "
           f"{r['test_sd']:.4f}", f"{r['gap_mean']:+.4f}", r["auc_mean"], r["wall_mean"]]
          for r in rows]))

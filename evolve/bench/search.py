@@ -40,6 +40,8 @@ class SearchSetup:
     candidates: int = 4
     #: Keeps memevolve's own run stores (one per run) for `memevolve report`; None: discarded.
     keep_runs: Path | None = None
+    #: Which fold ``split`` is (0 for a single split).
+    fold: int = 0
 
     @cached_property
     def start(self) -> RetrievalConfig:
@@ -73,6 +75,7 @@ class Trace:
     strategy: str
     seed: int
     budget: int
+    fold: int = 0
     config_hashes: list[str] = field(default_factory=list)
     dev_scores: list[float] = field(default_factory=list)
     best_so_far: list[float] = field(default_factory=list)
@@ -183,6 +186,7 @@ def run_strategy(name: str, setup: SearchSetup, evaluator: Evaluator, budget: in
                              "evaluation (the start config is the first).")
     began = time.perf_counter()
     trace = _STRATEGY_FUNCTIONS[name](setup, evaluator, budget, seed)
+    trace.fold = setup.fold
     if name != "memevolve" and setup.test_ids:
         assert trace.choice is not None
         result = evaluate_configs(evaluator, [trace.choice], setup.test_ids, part="test",
@@ -211,10 +215,10 @@ def _memevolve(setup: SearchSetup, evaluator: Evaluator, budget: int, seed: int)
     with tempfile.TemporaryDirectory(prefix="memevolve-bench-") as scratch:
         folder = setup.keep_runs or Path(scratch)
         folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"memevolve-b{budget}-s{seed}.duckdb"
+        path = folder / f"memevolve-{setup.split.name}-b{budget}-s{seed}.duckdb"
         path.unlink(missing_ok=True)
         with RunStore(path) as store:
-            outcome = evolve(store, settings, evaluator=evaluator)
+            outcome = evolve(store, settings, evaluator=evaluator, split=setup.split)
             trace = _memevolve_trace(store, outcome.run_id, budget, seed)
     trace.choice = outcome.best.config
     trace.choice_dev = _score(outcome.best.score)
@@ -336,11 +340,36 @@ class SearchReport:
     plot: Path | None
 
 
-def run_search(store: RunStore, setup: SearchSetup, evaluator: Evaluator, *,
+def fold_splits(benchmark: Benchmark, folds: int) -> list[Split]:
+    """The ``folds`` dev/test splits of a head-to-head. LongMemEval: repeated stratified splits
+    (seeds 0..folds-1, a fifth of each question type to test). Every other benchmark: k-fold by
+    conversation, fold i testing the i-th of ``folds`` contiguous blocks of conversations and
+    tuning on the rest (LoCoMo, 5 folds: 2 test conversations each)."""
+    from benchmarks.splits import Split, make_split
+
+    if folds < 2:
+        raise MemevolveError(f"--folds {folds}: folds need at least 2. Fix: pass --folds 2 or "
+                             "more, or leave it out for a single split.")
+    if benchmark.name == "longmemeval":
+        return [make_split(benchmark, "stratified", seed=fold) for fold in range(folds)]
+    ids = [c.id for c in benchmark.conversations]
+    if folds > len(ids):
+        raise MemevolveError(f"--folds {folds}: {benchmark.name} has only {len(ids)} "
+                             f"conversations to fold by. Fix: pass --folds {len(ids)} or fewer.")
+    out = []
+    for fold in range(folds):
+        test = ids[fold * len(ids) // folds:(fold + 1) * len(ids) // folds]
+        out.append(Split(name=f"fold{fold}of{folds}", seed=fold, benchmark_key=benchmark.key,
+                         dev=tuple(i for i in ids if i not in test), test=tuple(test)))
+    return out
+
+
+def run_search(store: RunStore, setups: Sequence[SearchSetup], evaluator: Evaluator, *,
                strategies: Sequence[str], budgets: Sequence[int], seeds: Sequence[int],
                run_id: str, out: Path | None,
                report: Callable[[str], None] = lambda line: None) -> SearchReport:
-    """Every strategy x budget x seed on one warm evaluator; rows to DuckDB, curves to a PNG.
+    """Every fold x strategy x budget x seed on one warm evaluator; rows to DuckDB, curves to a
+    PNG. ``setups`` holds one setup per fold (one for a single split).
 
     Wall times exclude a warm-up that builds what any strategy may need (see warm_up), and the
     order of the strategies rotates with the seed: the in-memory retrieval caches outlive a
@@ -351,19 +380,21 @@ def run_search(store: RunStore, setup: SearchSetup, evaluator: Evaluator, *,
         if name not in STRATEGIES:
             raise MemevolveError(f"unknown strategy '{name}'. Fix: use one of "
                                  f"{', '.join(STRATEGIES)}.")
-    warm_up(setup, evaluator)
+    warm_up(setups[0], evaluator)
     traces: list[Trace] = []
-    for budget in budgets:
-        for seed in seeds:
-            shift = seed % len(strategies)
-            for name in list(strategies[shift:]) + list(strategies[:shift]):
-                trace = run_strategy(name, setup, evaluator, budget, seed)
-                _store_trace(store, run_id, trace)
-                traces.append(trace)
-                report(f"{name} budget {budget} seed {seed}: {trace.spent:g} "
-                       f"evaluations, best dev {trace.choice_dev:.4f}, test "
-                       f"{trace.test_score:.4f}, {trace.wall_s:.1f}s")
-    plot = write_curves(traces, out / "search_curves.png", setup) if out else None
+    for setup in setups:
+        for budget in budgets:
+            for seed in seeds:
+                shift = seed % len(strategies)
+                for name in list(strategies[shift:]) + list(strategies[:shift]):
+                    trace = run_strategy(name, setup, evaluator, budget, seed)
+                    _store_trace(store, run_id, trace)
+                    traces.append(trace)
+                    where = f"{setup.split.name} " if len(setups) > 1 else ""
+                    report(f"{where}{name} budget {budget} seed {seed}: {trace.spent:g} "
+                           f"evaluations, best dev {trace.choice_dev:.4f}, test "
+                           f"{trace.test_score:.4f}, {trace.wall_s:.1f}s")
+    plot = write_curves(traces, out / "search_curves.png", setups[0]) if out else None
     return SearchReport(run_id, traces, plot)
 
 
@@ -380,8 +411,10 @@ def warm_up(setup: SearchSetup, evaluator: Evaluator) -> None:
     strong = load_preset("strong")
     strong = strong.with_values(
         {"context_budget": min(strong.context_budget, setup.max_context_tokens)})
+    # Every fold's dev and test together are the benchmark's questions: one warm-up serves all.
     evaluate_configs(evaluator, [setup.start] + [strong.with_values(u) for u in units],
-                     setup.dev_ids + setup.test_ids, part="all", objective=setup.objective)
+                     [q.id for q in setup.benchmark.questions], part="all",
+                     objective=setup.objective)
 
 
 def _store_trace(store: RunStore, run_id: str, trace: Trace) -> None:
@@ -389,14 +422,14 @@ def _store_trace(store: RunStore, run_id: str, trace: Trace) -> None:
     with store.transaction():
         store.register_config(trace.choice)
         store.insert_rows("bench_search", [
-            {"run_id": run_id, "strategy": trace.strategy, "seed": trace.seed,
-             "budget": trace.budget, "eval_index": i + 1, "config_hash": h,
+            {"run_id": run_id, "fold": trace.fold, "strategy": trace.strategy,
+             "seed": trace.seed, "budget": trace.budget, "eval_index": i + 1, "config_hash": h,
              "dev_score": _sql(d), "best_so_far": _sql(b)}
             for i, (h, d, b) in enumerate(zip(trace.config_hashes, trace.dev_scores,
                                               trace.best_so_far))])
         store.insert_rows("bench_summary", [{
-            "run_id": run_id, "strategy": trace.strategy, "seed": trace.seed,
-            "budget": trace.budget, "evaluations": trace.spent,
+            "run_id": run_id, "fold": trace.fold, "strategy": trace.strategy,
+            "seed": trace.seed, "budget": trace.budget, "evaluations": trace.spent,
             "distinct_configs": len(set(trace.config_hashes)),
             "choice_hash": trace.choice.config_hash, "best_dev": _sql(trace.choice_dev),
             "test_score": _sql(trace.test_score), "test_adversarial": _sql(trace.test_adversarial),
@@ -409,7 +442,8 @@ def _sql(value: float) -> float | None:
 
 
 SUMMARY_SQL = """
-SELECT strategy, budget, count(*) AS seeds, avg(evaluations) AS evaluations,
+SELECT strategy, budget, count(DISTINCT fold) AS folds, count(*) AS runs,
+       avg(evaluations) AS evaluations,
        avg(best_dev) AS dev_mean, coalesce(stddev_samp(best_dev), 0) AS dev_sd,
        avg(test_score) AS test_mean, coalesce(stddev_samp(test_score), 0) AS test_sd,
        min(test_score) AS test_min, max(test_score) AS test_max,
@@ -422,16 +456,19 @@ ORDER BY budget, test_mean DESC
 
 
 def summary(store: RunStore, run_id: str) -> list[dict[str, Any]]:
-    """Per (strategy, budget): mean and sd over seeds of best dev and test, gap, AUC, wall."""
+    """Per (strategy, budget): mean and sd over folds x seeds of best dev and test, gap, AUC,
+    wall."""
     return store.query(SUMMARY_SQL, [run_id])
 
 
 def summary_markdown(rows: list[dict[str, Any]]) -> str:
-    lines = ["| strategy | budget | evals | best dev (mean ± sd) | test (mean ± sd) | "
-             "test min..max | adversarial test (apart) | dev − test | AUC | wall s |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| strategy | budget | folds x seeds | evals | best dev (mean ± sd) | "
+             "test (mean ± sd) | test min..max | adversarial test (apart) | dev − test | AUC | "
+             "wall s |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
-        lines.append(f"| {r['strategy']} | {r['budget']} | {r['evaluations']:.0f} | "
+        lines.append(f"| {r['strategy']} | {r['budget']} | {r['folds']} x "
+                     f"{r['runs'] // max(1, r['folds'])} | {r['evaluations']:.1f} | "
                      f"{r['dev_mean']:.4f} ± {r['dev_sd']:.4f} | "
                      f"{r['test_mean']:.4f} ± {r['test_sd']:.4f} | "
                      f"{r['test_min']:.4f}..{r['test_max']:.4f} | "
@@ -445,9 +482,9 @@ def _cell(value: float | None) -> str:
 
 
 def verdicts(rows: list[dict[str, Any]]) -> list[str]:
-    """Per budget, in words: which strategy has the best mean test score (and whether its lead
-    over the runner-up is outside the runner-up's seed range) and which the smallest mean
-    dev-test gap."""
+    """Per budget, in words: a winner on mean test score only when its lead over the runner-up
+    is outside the spread (larger than either one's sd over folds x seeds), otherwise no
+    winner; the smallest mean dev-test gap; the largest area under the best-so-far curve."""
     lines = []
     for budget in sorted({r["budget"] for r in rows}):
         group = [r for r in rows if r["budget"] == budget and r["test_mean"] is not None]
@@ -455,15 +492,24 @@ def verdicts(rows: list[dict[str, Any]]) -> list[str]:
             continue
         by_test = sorted(group, key=lambda r: r["test_mean"], reverse=True)
         best = by_test[0]
-        line = f"budget {budget}: best mean test {best['strategy']} {best['test_mean']:.4f}"
-        if len(by_test) > 1:
+        if len(by_test) == 1:
+            line = f"budget {budget}: {best['strategy']} alone, mean test {best['test_mean']:.4f}"
+        else:
             second = by_test[1]
-            clear = best["test_mean"] > second["test_max"]
-            line += (f", ahead of {second['strategy']} by {best['test_mean'] - second['test_mean']:.4f}"
-                     f" ({'above' if clear else 'inside'} its seed range "
-                     f"{second['test_min']:.4f}..{second['test_max']:.4f})")
+            lead = best["test_mean"] - second["test_mean"]
+            spread = max(best["test_sd"], second["test_sd"])
+            if lead > spread:
+                line = (f"budget {budget}: winner {best['strategy']} on mean test "
+                        f"{best['test_mean']:.4f}, ahead of {second['strategy']} by "
+                        f"{lead:.4f} (outside the spread, sd {spread:.4f})")
+            else:
+                line = (f"budget {budget}: no winner; best mean test {best['strategy']} "
+                        f"{best['test_mean']:.4f} leads {second['strategy']} by {lead:.4f}, "
+                        f"inside the spread (sd {spread:.4f})")
         gap = min(group, key=lambda r: abs(r["gap_mean"]))
         line += f"; smallest dev-test gap {gap['strategy']} {gap['gap_mean']:+.4f}"
+        auc = max(group, key=lambda r: r["auc_mean"] if r["auc_mean"] is not None else -1)
+        line += f"; largest AUC {auc['strategy']} {auc['auc_mean']:.4f}"
         lines.append(line)
     return lines
 
@@ -490,7 +536,8 @@ def write_curves(traces: list[Trace], path: Path, setup: SearchSetup) -> Path:
             ax.fill_between(xs, [min(c[i] for c in curves) for i in range(budget)],
                             [max(c[i] for c in curves) for i in range(budget)],
                             color=line.get_color(), alpha=0.15)
-        ax.set_title(f"budget {budget} ({len({t.seed for t in traces})} seeds)")
+        ax.set_title(f"budget {budget} ({len({t.fold for t in traces})} folds x "
+                     f"{len({t.seed for t in traces})} seeds)")
         ax.set_xlabel("dev evaluations")
         ax.set_ylabel(f"best-so-far dev {setup.objective}")
         ax.legend(loc="lower right", fontsize=8)
