@@ -59,9 +59,11 @@ def test_every_strategy_spends_exactly_its_budget(searched):
         assert [r["eval_index"] for r in rows] == list(range(1, 7)), key
 
 
-def test_all_strategies_start_from_the_same_config(searched):
+def test_all_strategies_start_from_the_same_config_in_each_fold(searched):
     _, _, _, curves, _, _ = searched
-    assert len({r["config_hash"] for r in curves if r["eval_index"] == 1}) == 1
+    for fold in (0, 1):
+        assert len({r["config_hash"] for r in curves
+                    if r["eval_index"] == 1 and r["fold"] == fold}) == 1
 
 
 def test_best_so_far_never_falls_and_the_choice_is_scored_on_test(searched):

@@ -152,6 +152,16 @@ def test_screening_promotes_the_best_and_counts_questions(screened_run):
     # What a screened round cost: its candidates' question shares, the promoted at full weight.
     first = [r for r in rows if r["round"] == 1]
     promoted = [r for r in first if r["decision"] != "screened"]
+    # The incumbent after an accepting round is the accepted candidate, with its full-dev score.
+    incumbents = store.query("SELECT round, incumbent_hash, incumbent_score FROM rounds WHERE "
+                             "run_id = ?", [outcome.run_id])
+    after = {r["round"]: r for r in incumbents}
+    accepted = store.query("SELECT round, config_hash, dev_score FROM candidates WHERE "
+                           "run_id = ? AND decision = 'accepted'", [outcome.run_id])
+    assert accepted
+    for row in accepted:
+        assert after[row["round"]]["incumbent_hash"] == row["config_hash"]
+        assert after[row["round"]]["incumbent_score"] == pytest.approx(row["dev_score"])
     screen_questions = {r["dev_questions"] for r in first if r["decision"] == "screened"}
     (n_screen,) = screen_questions
     assert math.isclose(used[1] - used[0], (len(first) * n_screen + len(promoted) *
@@ -170,3 +180,37 @@ def test_the_area_under_the_curve_weighs_each_evaluation_by_its_cost():
     # 0.5 x 1 + 0.5 x 0.5 + 0.8 x 0.5 + 0.9 x 1, then 0.9 for the last unspent evaluation.
     assert trace.auc == pytest.approx((0.5 + 0.25 + 0.4 + 0.9 + 0.9) / 4)
     assert trace.curve() == [0.5, 0.8, 0.9, 0.9]
+
+
+def test_the_winner_may_be_any_promoted_candidate(tmp_path, monkeypatch):
+    """The guard here accepts the second of the two promoted candidates of every round (which is
+    never candidate 0 or 1 once screening skipped some): the incumbent must be that candidate."""
+    import dataclasses
+
+    import evolve.evolution as evolution
+
+    real = evolution.judge_candidate
+    calls: list[tuple[int, bool]] = []
+
+    def second_promoted(incumbent_rows, candidate_rows, objective, guard):
+        verdict = real(incumbent_rows, candidate_rows, objective, guard)
+        full = len(candidate_rows) == len(incumbent_rows)
+        accept = full and bool(calls) and calls[-1] == (1, False)
+        calls.append((int(full), accept))
+        return dataclasses.replace(verdict, decision="accepted" if accept else "rejected")
+
+    monkeypatch.setattr(evolution, "judge_candidate", second_promoted)
+    with RunStore(tmp_path / "m.duckdb") as store:
+        outcome = evolve(store, EvolveSettings(benchmark="synthetic", workers=0, candidates=4,
+                                               promote=2, max_rounds=2, seed=2))
+        rows = store.query("SELECT round, candidate, config_hash, dev_score, decision FROM "
+                           "candidates WHERE run_id = ? ORDER BY round, candidate",
+                           [outcome.run_id])
+        rounds = {r["round"]: r for r in store.query(
+            "SELECT round, incumbent_hash, incumbent_score FROM rounds WHERE run_id = ?",
+            [outcome.run_id])}
+    accepted = [r for r in rows if r["decision"] == "accepted"]
+    assert len(accepted) == 2 and any(r["candidate"] >= 2 for r in accepted)
+    for row in accepted:
+        assert rounds[row["round"]]["incumbent_hash"] == row["config_hash"]
+        assert rounds[row["round"]]["incumbent_score"] == pytest.approx(row["dev_score"])
