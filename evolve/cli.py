@@ -1,15 +1,18 @@
 """The `memevolve` command line: data, eval, run, runs, compare, export, report, router."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Optional
 
 import typer
 
 from benchmarks.errors import MemevolveError
-from evolve.console import BenchmarkOptionOpt, console, fail, table, user_errors
 from evolve.bench.cli import bench_app
+from evolve.cli_options import build_settings, option_for, settings_options
+from evolve.console import BenchmarkOptionOpt, console, fail, table, user_errors
 from evolve.router.cli import routed_eval, router_app
+from evolve.settings import EvolveSettings
 
 app = typer.Typer(help="memevolve: self-tuning retrieval for LLM agent memory.",
                   no_args_is_help=True, add_completion=False)
@@ -18,6 +21,18 @@ data_app = typer.Typer(help="Benchmark files: fetch (sha256-checked), verify, st
 app.add_typer(data_app, name="data")
 app.add_typer(bench_app, name="bench")
 app.add_typer(router_app, name="router")
+
+
+@app.callback()
+def _global_options(
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Let Ray's start-up notices, "
+                                 "core_worker warnings and worker output through (otherwise "
+                                 "kept in ~/.cache/memevolve/logs/ray-native.log)."),
+) -> None:
+    if verbose:
+        from evolve.ray_actors import VERBOSE_ENV
+
+        os.environ[VERBOSE_ENV] = "1"
 
 
 @data_app.command("fetch")
@@ -74,15 +89,14 @@ def _print_stats(values: dict[str, object]) -> None:
 
 
 # Shared options -----------------------------------------------------------------------------
-BenchmarkOpt = typer.Option("synthetic", "--benchmark", "-b",
-                            help="locomo, longmemeval, membench or synthetic (embedded).")
+BenchmarkOpt = option_for(EvolveSettings, "benchmark")
 DataOpt = typer.Option(None, "--data", help="Benchmark file or folder (default: the fetched copy; "
                        "synthetic needs none).")
-VariantOpt = typer.Option(None, help="Benchmark variant (LongMemEval: oracle, s, m; inferred).")
-SplitOpt = typer.Option("default", help="default, budgetmem, random, stratified or all.")
-SplitSeedOpt = typer.Option(0, help="Seed of the split.")
+VariantOpt = option_for(EvolveSettings, "variant")
+SplitOpt = option_for(EvolveSettings, "split")
+SplitSeedOpt = option_for(EvolveSettings, "split_seed")
 DbOpt = typer.Option(Path("runs/memevolve.duckdb"), "--db", help="The DuckDB run store.")
-WorkersOpt = typer.Option(None, help="Ray workers (default: one per core; 0 = in this process).")
+WorkersOpt = option_for(EvolveSettings, "workers")
 RayAddressOpt = typer.Option(None, "--ray-address", envvar="RAY_ADDRESS",
                              help="Address of an existing Ray cluster (default: start locally).")
 AnswerModelOpt = typer.Option(None, "--answer-model", help="litellm model of the LLM answerer, "
@@ -91,18 +105,14 @@ ApiBaseOpt = typer.Option(None, "--api-base", help="API base URL for the LLM mod
 JudgeModelOpt = typer.Option(None, "--judge-model", help="litellm model of the LLM judge.")
 LocalLLMOpt = typer.Option(False, "--local-llm", help="Serve SmolLM2-135M locally (llama-cpp-python,"
                            " 'make llm') and use it as answer/judge/diagnoser model.")
-ObjectiveOpt = typer.Option("recall_in_context", help="Metric to optimise: recall_in_context, "
-                            "recall_at_k, answer_f1 or judge.")
-MaxTokensOpt = typer.Option(1000, "--max-context-tokens", help="Cap on the context budget.")
+ObjectiveOpt = option_for(EvolveSettings, "objective")
 LLMTimeoutOpt = typer.Option(None, "--llm-timeout", help="Seconds per LLM request attempt "
                              "(default 60).")
 LLMRetriesOpt = typer.Option(None, "--llm-retries", help="Retries of a failed LLM request on "
                              "timeouts, rate limits and server errors (default 3).")
 LLMConcurrencyOpt = typer.Option(None, "--llm-concurrency", help="LLM calls in flight at once "
                                  "per evaluation worker (default 4).")
-OracleOpt = typer.Option(False, "--oracle-gold-categories", help="ORACLE ablation: choose per-type "
-                         "overrides by the questions' gold categories instead of the predictor "
-                         "trained on dev. A deployed memory never knows them: never a result.")
+OracleOpt = option_for(EvolveSettings, "oracle_gold_categories")
 
 
 def _llm_dict(model: str | None, api_base: str | None, local: Any,
@@ -286,48 +296,37 @@ def eval_command(
 # Evolution ------------------------------------------------------------------------------------
 @app.command("run")
 @user_errors
+@settings_options(EvolveSettings)
 def run_command(
-    benchmark: str = BenchmarkOpt, data: Optional[Path] = DataOpt,
-    variant: Optional[str] = VariantOpt,
+    data: Optional[Path] = DataOpt,
     benchmark_option: Optional[list[str]] = BenchmarkOptionOpt,
-    split: str = SplitOpt, split_seed: int = SplitSeedOpt,
     config_file: Optional[Path] = typer.Option(None, "--config", help="Start config YAML."),
     preset: Optional[str] = typer.Option(None, help="Start preset: weak (default) or strong."),
-    diagnoser: str = typer.Option("rules", help="rules (no LLM) or llm."),
     diagnoser_model: Optional[str] = typer.Option(None, "--diagnoser-model",
                                                   help="litellm model of the LLM diagnoser."),
-    objective: str = ObjectiveOpt, max_context_tokens: int = MaxTokensOpt,
-    candidates: int = typer.Option(4, help="Candidates evaluated in parallel per round."),
-    max_rounds: int = typer.Option(20, help="Stop after this many rounds."),
-    explore_after: int = typer.Option(2, help="Explore with Optuna after N rounds without gain."),
-    converge_after: int = typer.Option(4, help="Converge after M rounds without acceptance."),
-    max_evaluations: Optional[int] = typer.Option(None, help="Budget: config evaluations."),
-    max_tokens: Optional[int] = typer.Option(None, help="Budget: LLM tokens."),
-    max_dollars: Optional[float] = typer.Option(None, help="Budget: LLM dollars."),
-    max_wall_s: Optional[float] = typer.Option(None, help="Budget: wall-clock seconds."),
-    confidence: float = typer.Option(0.95, help="Confidence of the paired bootstrap guard."),
-    min_effect: float = typer.Option(0.005, help="Smallest mean gain worth accepting."),
-    seed: int = typer.Option(0, help="Seed of every random choice (bootstrap, Optuna)."),
     resume: Optional[str] = typer.Option(None, help="Resume a killed run by its id."),
-    db: Path = DbOpt, workers: Optional[int] = WorkersOpt,
+    db: Path = DbOpt,
     ray_address: Optional[str] = RayAddressOpt, answer_model: Optional[str] = AnswerModelOpt,
     api_base: Optional[str] = ApiBaseOpt, judge_model: Optional[str] = JudgeModelOpt,
     local_llm: bool = LocalLLMOpt,
     plots: bool = typer.Option(True, help="Write the report's PNG plots at the end."),
-    oracle_gold_categories: bool = OracleOpt,
+    *, settings: dict[str, Any],
 ) -> None:
     """Evolve a retrieval config on the dev split, guarded; report the best once on test."""
     import os
 
     from benchmarks import parse_options
-    from evolve.evolution import EvolveSettings, evolve
+    from evolve.evolution import evolve
     from evolve.reporting import print_outcome, write_plots
     from evolve.store import RunStore
 
     if ray_address:
         os.environ["RAY_ADDRESS"] = ray_address
+    # Checked before anything starts: a bad value costs no model load or Ray start.
+    build_settings(EvolveSettings, settings)
+    diagnoser = settings["diagnoser"]
     with _MaybeLocalLLM(local_llm) as server:
-        settings = None
+        run_settings = None
         if resume is None:
             answer = _llm_dict(answer_model, api_base, server)
             start = _config(config_file, preset, answer["model"] if answer else None)
@@ -336,21 +335,16 @@ def run_command(
             if diagnoser == "llm" and diag is None:
                 raise MemevolveError("--diagnoser llm needs a model. Fix: pass --diagnoser-model "
                                      "(any litellm model) or --local-llm.")
-            settings = EvolveSettings(
-                benchmark=benchmark, data=str(data) if data else None, variant=variant,
-                benchmark_options=parse_options(benchmark_option), split=split,
-                split_seed=split_seed, preset=None if config_file else preset or "weak",
-                config_path=str(config_file) if config_file else None, diagnoser=diagnoser,
-                diagnoser_model=diag, objective=objective, max_context_tokens=max_context_tokens,
-                candidates=candidates, max_rounds=max_rounds, explore_after=explore_after,
-                converge_after=converge_after, max_evaluations=max_evaluations,
-                max_tokens=max_tokens, max_dollars=max_dollars, max_wall_s=max_wall_s,
-                confidence=confidence, min_effect=min_effect, seed=seed, workers=workers,
-                answer_model=answer if start.answerer == "llm" else None,
-                judge_model=_llm_dict(judge_model, api_base, None),
-                oracle_gold_categories=oracle_gold_categories)
+            run_settings = build_settings(EvolveSettings, {
+                **settings, "data": str(data) if data else None,
+                "benchmark_options": parse_options(benchmark_option),
+                "preset": None if config_file else preset or "weak",
+                "config_path": str(config_file) if config_file else None,
+                "diagnoser_model": diag,
+                "answer_model": answer if start.answerer == "llm" else None,
+                "judge_model": _llm_dict(judge_model, api_base, None)})
         with RunStore(db) as store:
-            outcome = evolve(store, settings, resume=resume,
+            outcome = evolve(store, run_settings, resume=resume,
                              report=lambda line: console.print(line), progress=True)
             print_outcome(store, outcome)
             if plots:

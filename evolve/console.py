@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from typing import Any, Callable, Iterable, NoReturn, Sequence
 
@@ -9,8 +10,15 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+#: Width for output that is no terminal (a log file, a pipe): rich would wrap lines and
+#: truncate table headers at 80 columns there. $COLUMNS still wins.
+LOG_WIDTH = 1000
+
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
+for _console in (console, err_console):
+    if not _console.is_terminal and "COLUMNS" not in os.environ:
+        _console.width = LOG_WIDTH
 
 
 #: Every command that loads a benchmark takes this (repeatable); benchmarks.parse_options reads it.
@@ -42,7 +50,8 @@ def user_errors(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def table(title: str, columns: Sequence[str], rows: Iterable[Sequence[object]]) -> Table:
-    out = Table(title=title, title_justify="left")
+    # A title wraps at the table's width; as wide as the title, it stays on one line.
+    out = Table(title=title, title_justify="left", min_width=len(title))
     for i, name in enumerate(columns):
         out.add_column(name, justify="left" if i == 0 else "right", no_wrap=i == 0)
     for row in rows:

@@ -88,14 +88,10 @@ class Evaluator:
             return
         import ray
 
-        from evolve.ray_actors import ShardActor
+        from evolve.ray_actors import ShardActor, start_ray
 
         if not ray.is_initialized():
-            if self.ray_address:
-                ray.init(address=self.ray_address, log_to_driver=False)
-            else:
-                ray.init(num_cpus=max(self.workers, 1), include_dashboard=False,
-                         log_to_driver=False, configure_logging=False)
+            start_ray(self.workers, self.ray_address)
         shards = shard_conversations(self.benchmark, self.workers)
         for index, conv_ids in enumerate(shards):
             wanted = set(conv_ids)

@@ -12,7 +12,6 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from pydantic import BaseModel, Field
 
 from benchmarks import load_benchmark
 from benchmarks.errors import MemevolveError
@@ -25,51 +24,10 @@ from evolve.explore import explore
 from evolve.memory.system import EmbedderSpec, LLMSpec
 from evolve.memory.units import unit_text
 from evolve.meta import Guard, judge_candidate
+from evolve.settings import EvolveSettings
 from evolve.store import RunStore
 from search_space.config import (ORACLE_GOLD_CATEGORIES, RetrievalConfig, load_config,
                                  load_preset)
-
-
-class EvolveSettings(BaseModel):
-    """Everything that defines an evolution run; stored with the run so --resume needs nothing."""
-
-    benchmark: str = "synthetic"
-    data: str | None = None
-    benchmark_options: dict[str, Any] = Field(default_factory=dict, description="Adapter "
-                                              "options, e.g. synthetic conversations=3.")
-    variant: str | None = None
-    split: str = "default"
-    split_seed: int = 0
-    preset: str | None = "weak"
-    config_path: str | None = None
-    diagnoser: str = "rules"
-    diagnoser_model: dict[str, Any] | None = None
-    objective: str = "recall_in_context"
-    max_context_tokens: int = 1000
-    candidates: int = Field(4, ge=1, le=32)
-    max_rounds: int = Field(20, ge=1)
-    explore_after: int = Field(2, ge=1)
-    converge_after: int = Field(4, ge=1)
-    max_evaluations: int | None = Field(None, ge=1, description="Budget of dev evaluations; "
-                                        "an evaluation counts by the questions it scores, so "
-                                        "screening a candidate on half of dev costs 0.5.")
-    max_tokens: int | None = None
-    max_dollars: float | None = None
-    max_wall_s: float | None = None
-    confidence: float = Field(0.95, gt=0.5, lt=1.0)
-    min_effect: float = Field(0.005, ge=0.0)
-    screen_fraction: float = Field(0.5, ge=0.0, le=1.0, description="Share of the dev "
-                                   "conversations (seeded, new each round) a round's candidates "
-                                   "are screened on before the best go to full dev and the "
-                                   "guard; 0 or 1: no screening.")
-    promote: int = Field(2, ge=1, description="Candidates promoted from screening to full dev "
-                         "(a round with no more candidates than this is not screened).")
-    seed: int = 0
-    workers: int | None = None
-    answer_model: dict[str, Any] | None = None
-    judge_model: dict[str, Any] | None = None
-    oracle_gold_categories: bool = Field(False, description="Route per-type overrides on the "
-                                         "gold categories (an oracle ablation, never a result).")
 
 
 @dataclass

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from evolve.evaluation import question_scores
+from evolve.settings import EvolveSettings
 from evolve.store import paired_bootstrap
 
 
@@ -24,8 +25,8 @@ class Verdict:
 
 @dataclass(frozen=True)
 class Guard:
-    confidence: float = 0.95
-    min_effect: float = 0.005
+    confidence: float = EvolveSettings.model_fields["confidence"].default
+    min_effect: float = EvolveSettings.model_fields["min_effect"].default
     n_boot: int = 2000
     seed: int = 0
 

@@ -2,6 +2,8 @@
 from the store that another process is writing."""
 from __future__ import annotations
 
+import os
+import re
 import subprocess
 import sys
 import time
@@ -70,3 +72,26 @@ def test_runs_report_and_compare_read_a_run_while_it_writes(tmp_path, monkeypatc
         rounds = store.query("SELECT count(*) AS n FROM rounds WHERE run_id = ?", [run_id])
     assert final["status"] != "running"
     assert rounds[0]["n"] > seen[2]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_a_run_piped_to_a_file_reads_cleanly(tmp_path):
+    """No line wrapped at 80 columns, no truncated header, no Ray start-up or core_worker
+    lines (they go to the native log unless --verbose)."""
+    log = tmp_path / "run.log"
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "MEMEVOLVE_VERBOSE")}
+    with log.open("w") as out:
+        done = subprocess.run(
+            [sys.executable, "-m", "evolve", "run", "--workers", "2", "--max-rounds", "1",
+             "--db", str(tmp_path / "m.duckdb"), "--no-plots"],
+            cwd=REPO, stdout=out, stderr=subprocess.STDOUT, env=env, timeout=280)
+    text = log.read_text()
+    assert done.returncode == 0, text
+    assert re.search(r"^round 1 \(\w+\): \w+; incumbent dev [\d.]+ \[\d+ candidates, best delta "
+                     r"[-+][\d.]+\]$", text, re.M), text
+    assert re.search(r"^run evolve-\S+: \w+ after \d+ rounds, \d+ evaluations, .*\)$", text,
+                     re.M), text
+    assert "recall in context" in text and "…" not in text
+    for noise in ("Token authentication", "core_worker", "RAY_AUTH_MODE"):
+        assert noise not in text
