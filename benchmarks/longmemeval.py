@@ -112,6 +112,7 @@ def _load_question(path: Path, position: int, record: Any,
                              fix="use the official file.")
     sessions: list[Session] = []
     gold_turns: list[str] = []
+    target_turns: list[str] = []
     gold_sessions: list[int] = []
     for s_pos, (turns_raw, session_id, date_text) in enumerate(zip(sessions_raw, session_ids,
                                                                     dates)):
@@ -132,6 +133,8 @@ def _load_question(path: Path, position: int, record: Any,
             # A missing has_answer means false (most S turns lack it).
             if turn.get("has_answer") is True:
                 gold_turns.append(uid)
+                if str(turn["role"]) == "user":
+                    target_turns.append(uid)
             turns.append(Turn(id=uid, session_index=index, turn_index=t_pos + 1,
                               speaker=str(turn["role"]), text=str(turn["content"])))
         if session_id in gold_ids:
@@ -148,5 +151,6 @@ def _load_question(path: Path, position: int, record: Any,
                         category=str(_field(path, qid, record, "question_type", str)),
                         answers=(str(answer),), adversarial=adversarial,
                         evidence=tuple(gold_turns), evidence_sessions=tuple(gold_sessions),
+                        target_turns=tuple(target_turns),
                         question_date=question_date)
     return Conversation(id=qid, speakers=("user", "assistant"), sessions=tuple(sessions)), question

@@ -73,6 +73,9 @@ class Question(BaseModel):
                                            "answer the false premise invites.")
     evidence: tuple[str, ...] = Field(default=(), description="Gold turn-level unit ids.")
     evidence_sessions: tuple[int, ...] = Field(default=(), description="Gold session indices.")
+    target_turns: tuple[str, ...] = Field(default=(), description="Official retrieval targets "
+                                          "where a benchmark defines them apart from the "
+                                          "evidence (LongMemEval: USER turns with has_answer).")
     unresolved_evidence: tuple[str, ...] = Field(default=(), description="Raw evidence ids that "
                                                  "name no turn of the conversation.")
     question_date: datetime | None = None

@@ -225,6 +225,84 @@ def aggregate_longmemeval(rows: Iterable[tuple[Question, Mapping[str, float]]]
     return {name: (totals[name] / counts[name], counts[name]) for name in sorted(totals)}
 
 
+#: The k of the official metrics a result row stores.
+LONGMEMEVAL_STORED_KS: tuple[int, ...] = (5, 10)
+
+
+def longmemeval_official_turn_metrics(ranked_turn_ids: Sequence[str],
+                                      corpus_turn_ids: Sequence[str],
+                                      target_turn_ids: Collection[str],
+                                      session_of: Mapping[str, int],
+                                      answer_sessions: Collection[int],
+                                      ks: Sequence[int] = LONGMEMEVAL_STORED_KS,
+                                      ) -> dict[str, float]:
+    """The official turn-granularity retrieval metrics of one question, as
+    ``run_retrieval.py`` computes them (``evaluate_retrieval`` and
+    ``evaluate_retrieval_turn2session`` of ``eval_utils.py``).
+
+    The corpus is the user turns (``corpus_turn_ids``, file order); a gold turn is a user turn
+    with ``has_answer`` (``target_turn_ids``). Officially a turn id is ``<session>_<turn>``,
+    where a non-gold turn of an answer session is renamed ``noans_...``: a session is recalled
+    only through a gold turn, and ``answer_X`` and ``noans_X`` count as different sessions when
+    k is widened until it covers k distinct sessions. nDCG counts every turn of the widened
+    prefix. The ranking is completed with unranked corpus turns in corpus order, as the
+    official retriever ranks the whole corpus. Keys ``{level}_{metric}@{k}``; empty when the
+    question has no gold turn (officially those questions are skipped: 419 of 500 on oracle).
+    """
+    targets = set(target_turn_ids)
+    if not targets:
+        return {}
+    answer = set(answer_sessions)
+
+    def official_id(turn: str) -> str:
+        prefix = "answer" if turn in targets else "noans" if session_of[turn] in answer else "s"
+        return f"{prefix}{session_of[turn]}_{turn}"
+
+    corpus = [official_id(t) for t in corpus_turn_ids]
+    position = {t: i for i, t in enumerate(corpus_turn_ids)}
+    rankings = [position[t] for t in dict.fromkeys(ranked_turn_ids) if t in position]
+    seen = set(rankings)
+    rankings += [i for i in range(len(corpus)) if i not in seen]
+    correct = sorted({c for c in corpus if "answer" in c})
+    out: dict[str, float] = {}
+    sessions = [c.rsplit("_", 1)[0] for c in corpus]
+    correct_sessions = sorted({c.rsplit("_", 1)[0] for c in correct})
+    for k in ks:
+        _check_k(k)
+        for name, value in zip(("recall_any", "recall_all", "ndcg"),
+                               _official_evaluate(rankings, correct, corpus, k)):
+            out[f"turn_{name}@{k}"] = value
+        effective = k
+        while effective <= len(sessions) and \
+                len({sessions[i] for i in rankings[:effective]}) < k:
+            effective += 1
+        for name, value in zip(("recall_any", "recall_all", "ndcg"),
+                               _official_evaluate(rankings, correct_sessions, sessions, effective)):
+            out[f"session_{name}@{k}"] = value
+    return out
+
+
+def _official_evaluate(rankings: Sequence[int], correct: Sequence[str], corpus: Sequence[str],
+                       k: int) -> tuple[float, float, float]:
+    recalled = {corpus[i] for i in rankings[:k]}
+    relevances = [1.0 if c in correct else 0.0 for c in corpus]
+    ideal = _official_dcg(sorted(relevances, reverse=True), k)
+    actual = _official_dcg([relevances[i] for i in rankings[:k]], k)
+    return (float(any(c in recalled for c in correct)), float(all(c in recalled for c in correct)),
+            actual / ideal if ideal else 0.0)
+
+
+def _official_dcg(relevances: Sequence[float], k: int) -> float:
+    top = list(relevances)[:k]
+    return sum(r if i == 0 else r / math.log2(i + 1) for i, r in enumerate(top))
+
+
+def turn_recall_at_k(ranked_turn_ids: Sequence[str], gold: Collection[str], k: int) -> float | None:
+    """Share of the gold turns among the first ``k`` distinct turns of a ranking of units
+    expanded to their turns: comparable across unit kinds (a 3-turn window is 3 turns)."""
+    return evidence_recall_at_k(_first_distinct(ranked_turn_ids, k), gold, k)
+
+
 # --- MemBench ------------------------------------------------------------------------------------
 
 def membench_accuracy(chosen_letter: str | None, question: Question) -> float:

@@ -15,8 +15,10 @@ from benchmarks.model import Benchmark, Conversation, Question, Session, Turn
 
 #: Part of the sha256: bump it whenever the same parameters start producing different data.
 GENERATOR_VERSION = 1
-DEFAULTS: dict[str, int] = {"seed": 0, "conversations": 8, "sessions": 12, "turns": 20,
+DEFAULTS: dict[str, int] = {"seed": 0, "conversations": 10, "sessions": 12, "turns": 20,
                             "questions": 25}
+# 10 conversations leave 8 for dev: the fewest with which the guard's sign-flip test (p >= 2^-k)
+# can pass Holm's level for a round of 4 candidates; 8 (6 dev) never could.
 #: Upper bounds; ``questions`` is per conversation and bounded so the pools below never run dry.
 LIMITS: dict[str, int] = {"conversations": 10_000, "sessions": 1_000, "turns": 1_000,
                           "questions": 100}

@@ -165,6 +165,10 @@ def _config(config_file: Optional[Path], preset: Optional[str], answer_model: Op
             raise MemevolveError("the config sets answerer=llm but no answering model is "
                                  "configured. Fix: pass --answer-model MODEL (any litellm model), "
                                  "--local-llm, or set answerer: extractive.")
+        if answer_model is not None and config.answer_model not in (None, answer_model):
+            raise MemevolveError(f"the config file names answer_model '{config.answer_model}' "
+                                 f"but the command line asks for '{answer_model}'. Fix: drop "
+                                 "--answer-model (the file's model answers), or edit the file.")
         if answer_model is not None:
             config = config.model_copy(update={"answer_model": answer_model})
     return config
@@ -229,8 +233,8 @@ def eval_command(
     from benchmarks.splits import make_split
     from evolve.evaluation import Evaluator, evaluate_configs, objective_column
     from evolve.memory.system import EmbedderSpec, LLMSpec
-    from evolve.reporting import (category_table, invalid_reasons, print_invalid,
-                                  question_type_table)
+    from evolve.reporting import (category_table, invalid_reasons, official_retrieval_table,
+                                  print_invalid, question_type_table)
     from evolve.store import RunStore
 
     objective_column(objective)
@@ -238,6 +242,8 @@ def eval_command(
     with _MaybeLocalLLM(local_llm) as server:
         answer = _llm_dict(answer_model, api_base, server, tuning)
         config = _config(config_file, preset, answer["model"] if answer else None)
+        if answer is None and config.answerer == "llm" and config.answer_model:
+            answer = _llm_dict(config.answer_model, api_base, None, tuning)
         judge = _llm_dict(judge_model, api_base, server if judge_model or local_llm else None,
                           tuning)
         if objective == "judge" and judge is None:
@@ -283,6 +289,10 @@ def eval_command(
                                     "(trained on dev) on these questions", result.rows)
         if types is not None and not config.routes_on_gold:
             console.print(types)
+        official = official_retrieval_table("official LongMemEval retrieval metrics",
+                                            result.rows)
+        if official is not None:
+            console.print(official)
     console.print(f"run {run_id}: {objective} {_fmt(result.score)} (non-adversarial), "
                   f"{_fmt(result.adversarial_score)} (adversarial, apart); {result.n_reused} of "
                   f"{len(ids)} outcomes reused from {db}; {result.wall_s:.2f}s")
@@ -330,6 +340,8 @@ def run_command(
         if resume is None:
             answer = _llm_dict(answer_model, api_base, server)
             start = _config(config_file, preset, answer["model"] if answer else None)
+            if answer is None and start.answerer == "llm" and start.answer_model:
+                answer = _llm_dict(start.answer_model, api_base, None)
             diag = _llm_dict(diagnoser_model, api_base,
                              server if (diagnoser == "llm" and diagnoser_model is None) else None)
             if diagnoser == "llm" and diag is None:
@@ -374,22 +386,26 @@ def compare_command(
     a: str = typer.Argument(..., help="Run id, evaluation id or config hash (prefix)."),
     b: str = typer.Argument(..., help="Run id, evaluation id or config hash (prefix)."),
     metric: str = typer.Option("recall_in_context", help="Metric compared."),
-    confidence: float = typer.Option(0.95, help="Confidence of the bootstrap intervals."),
+    confidence: float = typer.Option(0.95, help="Confidence of the intervals and tests."),
     flips: int = typer.Option(15, help="How many flipped questions to list."),
     db: Path = DbOpt,
 ) -> None:
-    """Per-category deltas B - A with paired bootstrap CIs (by conversation) and flips."""
+    """Per-category deltas B - A: paired sign-flip tests and t-intervals by conversation (by
+    question, said so, when there are too few conversations), and flips."""
     from evolve.store import RunStore
 
     with RunStore(db, read_only=True) as store:
         result = store.compare(a, b, metric=metric, confidence=confidence)
     groups = result.categories + [d for d in (result.overall, result.adversarial) if d]
-    rows = [[d.category if d.category != "all" else "all (non-adversarial)", d.n, d.mean_a,
-             d.mean_b, d.delta, f"[{d.ci_low:+.3f}, {d.ci_high:+.3f}]", d.p_value]
-            for d in groups]
+    rows = [[d.category if d.category != "all" else "all (non-adversarial)", d.n,
+             d.n_conversations, d.mean_a, d.mean_b, d.delta,
+             f"[{d.ci_low:+.3f}, {d.ci_high:+.3f}]", d.p_value, d.method] for d in groups]
     console.print(table(f"{metric}: B ({result.b_hash}) - A ({result.a_hash}), "
-                        f"{confidence:.0%} CI resampled by conversation",
-                        ["category", "n", "A", "B", "delta", "CI", "p"], rows))
+                        f"{confidence:.0%} t-interval and two-sided sign-flip p",
+                        ["category", "n", "conversations", "A", "B", "delta", "CI", "p", "test"],
+                        rows))
+    for note in sorted({d.note for d in groups if d.note}):
+        console.print(f"note: {note}")
     if result.flipped:
         console.print(table(f"{len(result.flipped)} questions flipped (first {flips})",
                             ["question", "category", "A", "B"],

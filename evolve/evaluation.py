@@ -22,6 +22,12 @@ OBJECTIVES = {
     "answer_f1": "official LoCoMo answer score of the answer",
     "judge": "LLM judge verdict (needs --judge-model)",
 }
+#: Version of everything that turns a (config, question) into an outcome row besides the config:
+#: units, retrieval, packing, answering and the scorers. Part of every stored row's context key;
+#: bump it when a change alters any stored column, so older rows are recomputed, not reused.
+ENGINE_VERSION = "4"
+#: LLM settings that change a reply (the rest, e.g. timeouts and endpoints, do not).
+_REPLY_SETTINGS = ("model", "temperature", "max_tokens", "seed")
 #: Questions per Ray task: small enough for a live progress bar and for configs to interleave.
 CHUNK = 250
 
@@ -31,6 +37,21 @@ def objective_column(objective: str) -> str:
         raise MemevolveError(f"unknown objective '{objective}'. Fix: use one of "
                              f"{', '.join(OBJECTIVES)}.")
     return "judge_correct" if objective == "judge" else objective
+
+
+def outcome_context_key(embedder: EmbedderSpec, llm: LLMSpec) -> str:
+    """What besides (config, benchmark, question) an outcome depends on: the engine and scorer
+    version, the embedder, the answering LLM's and the judge's reply settings."""
+    import hashlib
+    import json
+
+    def reply(settings: dict[str, Any] | None) -> dict[str, Any] | None:
+        return None if not settings else {k: settings.get(k) for k in _REPLY_SETTINGS}
+
+    body = {"engine": ENGINE_VERSION,
+            "embedder": [embedder.backend, embedder.model, embedder.options],
+            "answer": reply(llm.answer), "judge": reply(llm.judge)}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def question_scores(rows: Iterable[dict[str, Any]], objective: str, *,
@@ -258,7 +279,9 @@ def evaluate_configs(evaluator: Evaluator, configs: Sequence[RetrievalConfig],
     start = time.perf_counter()
     key = evaluator.benchmark.key
     _provide_artefacts(evaluator, configs, question_ids, part, store)
-    cached = [store.cached_results(c.config_hash, key, question_ids) if store else {}
+    context = outcome_context_key(evaluator.embedder, evaluator.llm)
+    cached = [store.cached_results(c.config_hash, key, question_ids, context_key=context,
+                                   require=objective_column(objective)) if store else {}
               for c in configs]
     jobs, job_of = [], {}
     for i, config in enumerate(configs):
@@ -271,6 +294,7 @@ def evaluate_configs(evaluator: Evaluator, configs: Sequence[RetrievalConfig],
     results = []
     for i, config in enumerate(configs):
         new_rows, calls = fresh[job_of[i]] if i in job_of else ([], [])
+        new_rows = [{**row, "context_key": context} for row in new_rows]
         by_id = {**cached[i], **{r["question_id"]: r for r in new_rows}}
         rows = [by_id[q] for q in question_ids]
         score = mean_score(rows, objective)

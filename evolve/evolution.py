@@ -23,7 +23,7 @@ from evolve.evaluation import Evaluator, EvaluationResult, evaluate_configs, obj
 from evolve.explore import explore
 from evolve.memory.system import EmbedderSpec, LLMSpec
 from evolve.memory.units import unit_text
-from evolve.meta import Guard, judge_candidate
+from evolve.meta import Guard, judge_candidate, judge_round
 from evolve.settings import EvolveSettings
 from evolve.store import RunStore
 from search_space.config import (ORACLE_GOLD_CATEGORIES, RetrievalConfig, load_config,
@@ -229,8 +229,10 @@ def _round(store: RunStore, run_id: str, settings: EvolveSettings, state: _State
     state.tokens += sum(c["prompt_tokens"] + c["completion_tokens"]
                         for r in every for c in r.llm_calls)
     state.cost += sum(c["cost_usd"] for r in every for c in r.llm_calls)
-    verdicts = {i: judge_candidate(state.incumbent_result.rows, r.rows, settings.objective,
-                                   guard) for i, r in full.items()}
+    # One family per round: Holm over the candidates judged on full dev.
+    verdicts = dict(zip(full, judge_round(state.incumbent_result.rows,
+                                          [r.rows for r in full.values()], settings.objective,
+                                          guard)))
     accepted = [i for i, v in verdicts.items() if v.decision == "accepted"]
     winner = max(accepted, key=lambda i: verdicts[i].delta) if accepted else None
     candidate_rows = []

@@ -65,6 +65,22 @@ def print_invalid(reasons: dict[str, int], total: int, shown: int = 3) -> None:
         console.print(f"  ... and {len(reasons) - shown} other reasons")
 
 
+def official_retrieval_table(title: str, rows: list[dict[str, Any]]) -> Table | None:
+    """LongMemEval's official retrieval metrics, averaged as officially: over the
+    non-adversarial questions that have a user-side gold turn; None when no row has them."""
+    from evolve.memory.system import OFFICIAL_COLUMNS
+
+    scored = [r for r in rows if not r["adversarial"] and not r.get("invalid_reason")
+              and r.get("lme_turn_recall_any_at_5") is not None]
+    if not scored:
+        return None
+    return table(f"{title} ({len(scored)} questions scored)", ["metric", "mean"],
+                 [[key, _mean(r[column] for r in scored)]
+                  for column, key in OFFICIAL_COLUMNS.items()]
+                 + [["turn recall@5 (all benchmarks)", _mean(r["turn_recall_at_5"] for r in scored)],
+                    ["turn recall@10", _mean(r["turn_recall_at_10"] for r in scored)]])
+
+
 def question_type_table(title: str, rows: list[dict[str, Any]]) -> Table | None:
     """Accuracy of the predicted question type against the gold category, per category; None
     when no row was routed by a predictor."""

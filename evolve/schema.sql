@@ -62,11 +62,14 @@ CREATE TABLE IF NOT EXISTS evaluation_questions (
 );
 
 -- The outcome of one question under one config: a pure function of (config, benchmark,
--- question), hence the cache key. Reused across runs.
+-- question) in a context (context_key), hence the cache key. Reused across runs; a row
+-- recomputed in another context (new engine version, judge, LLM settings) replaces it.
 CREATE TABLE IF NOT EXISTS question_results (
     config_hash        VARCHAR NOT NULL,
     benchmark_key      VARCHAR NOT NULL,
     question_id        VARCHAR NOT NULL,
+    context_key        VARCHAR NOT NULL DEFAULT '', -- engine/scorer version, embedder, answer
+                                             -- and judge reply settings (outcome_context_key)
     conversation_id    VARCHAR NOT NULL,
     category           VARCHAR NOT NULL,     -- gold label: for scoring and reports only
     adversarial        BOOLEAN NOT NULL,
@@ -80,7 +83,23 @@ CREATE TABLE IF NOT EXISTS question_results (
     recall_at_10       DOUBLE,
     recall_at_k        DOUBLE,
     recall_in_context  DOUBLE,               -- evidence recall within the context budget
-    session_recall_at_5 DOUBLE,
+    session_recall_at_5 DOUBLE,               -- gold sessions among the first 5 distinct ones
+    turn_recall_at_5   DOUBLE,               -- gold turns among the first 5 turns of the ranking
+    turn_recall_at_10  DOUBLE,               -- expanded to turns (comparable across unit kinds)
+    -- LongMemEval's official retrieval metrics (run_retrieval.py, turn granularity over the
+    -- user turns); NULL where a question has no user-side gold turn, as officially skipped.
+    lme_session_recall_any_at_5 DOUBLE,
+    lme_session_recall_any_at_10 DOUBLE,
+    lme_session_recall_all_at_5 DOUBLE,
+    lme_session_recall_all_at_10 DOUBLE,
+    lme_session_ndcg_at_5 DOUBLE,
+    lme_session_ndcg_at_10 DOUBLE,
+    lme_turn_recall_any_at_5 DOUBLE,
+    lme_turn_recall_any_at_10 DOUBLE,
+    lme_turn_recall_all_at_5 DOUBLE,
+    lme_turn_recall_all_at_10 DOUBLE,
+    lme_turn_ndcg_at_5 DOUBLE,
+    lme_turn_ndcg_at_10 DOUBLE,
     evidence_rank      INTEGER,              -- best rank of any gold unit (NULL: not retrieved)
     context_tokens     INTEGER NOT NULL,
     answer             VARCHAR NOT NULL,

@@ -17,19 +17,22 @@ import duckdb
 import numpy as np
 
 from benchmarks.errors import MemevolveError
+from evolve.memory.system import OFFICIAL_COLUMNS
+from evolve.stats import paired_test
 from search_space.config import RetrievalConfig
 
 if TYPE_CHECKING:
     from benchmarks.model import Benchmark
     from benchmarks.splits import Split
 
-SCHEMA_VERSION = "3"
+SCHEMA_VERSION = "4"
 DEFAULT_PATH = Path("runs/memevolve.duckdb")
 RUN_KINDS = ("eval", "evolve", "bench", "router")
 RUN_STATUSES = ("running", "converged", "budget_spent", "done", "failed")
 # Per-question metrics `compare` can pair; a boolean verdict compares as 0/1.
 COMPARE_METRICS = ("recall_in_context", "recall_at_5", "recall_at_10", "recall_at_k",
-                   "session_recall_at_5", "answer_f1", "judge_correct")
+                   "session_recall_at_5", "turn_recall_at_5", "turn_recall_at_10", "answer_f1",
+                   "judge_correct", *OFFICIAL_COLUMNS)
 # A question "flips" when its metric crosses this threshold between the two sides.
 FLIP_THRESHOLD = 0.5
 #: How long a reader and a writer wait for another process to release the file
@@ -55,7 +58,11 @@ class MetricDelta:
     delta: float
     ci_low: float
     ci_high: float
-    p_value: float
+    p_value: float       # two-sided
+    #: How it was tested: by conversation (exact or Monte Carlo sign-flip), or by question when
+    #: too few conversations could ever reach significance (the note says so).
+    method: str = ""
+    note: str = ""
 
 
 @dataclass(frozen=True)
@@ -74,7 +81,6 @@ class Comparison:
 
     metric: str
     confidence: float
-    n_boot: int
     a_hash: str
     b_hash: str
     a_evaluation: str | None
@@ -85,41 +91,6 @@ class Comparison:
     flipped: list[Flip]
     only_a: int
     only_b: int
-
-
-def paired_bootstrap(a: np.ndarray, b: np.ndarray, clusters: np.ndarray, n_boot: int = 2000,
-                     seed: int = 0, confidence: float = 0.95) -> tuple[float, float, float, float]:
-    """Mean of b - a with a cluster-bootstrap confidence interval and a two-sided p-value.
-
-    Questions of one conversation are correlated, so whole conversations are resampled with
-    replacement and each weighs by its number of questions (ratio estimator). The p-value is
-    twice the share of bootstrap deltas on the far side of 0, capped at 1.
-    """
-    a = np.asarray(a, dtype=np.float64)
-    b = np.asarray(b, dtype=np.float64)
-    clusters = np.asarray(clusters)
-    if not (a.shape == b.shape == clusters.shape) or a.ndim != 1 or a.size == 0:
-        raise ValueError("a, b and clusters must be non-empty 1-d arrays of the same length")
-    if not 0.0 < confidence < 1.0 or n_boot < 1:
-        raise ValueError("confidence must lie in (0, 1) and n_boot be at least 1")
-    diff = b - a
-    _, cluster_index = np.unique(clusters, return_inverse=True)
-    sums = np.bincount(cluster_index, weights=diff)
-    sizes = np.bincount(cluster_index).astype(np.float64)
-    k = sums.size
-    rng = np.random.default_rng(seed)
-    boot = np.empty(n_boot)
-    # Resamples in chunks of ~2 MB of cluster indices: cache-sized blocks are several times
-    # faster than one (n_boot x clusters) matrix, and memory stays flat for any cluster count.
-    step = max(1, 262_144 // k)
-    for start in range(0, n_boot, step):
-        stop = min(n_boot, start + step)
-        picks = rng.integers(0, k, size=(stop - start, k), dtype=np.int64)
-        boot[start:stop] = np.take(sums, picks).sum(axis=1) / np.take(sizes, picks).sum(axis=1)
-    alpha = 1.0 - confidence
-    low, high = np.quantile(boot, [alpha / 2, 1 - alpha / 2])
-    p_value = min(1.0, 2.0 * min(np.mean(boot <= 0.0), np.mean(boot >= 0.0)))
-    return float(diff.mean()), float(low), float(high), float(p_value)
 
 
 class RunStore:
@@ -328,16 +299,29 @@ class RunStore:
         except duckdb.Error as exc:
             raise StoreError(f"{self.path}: query failed: {exc}") from None
 
-    def cached_results(self, config_hash: str, benchmark_key: str,
-                       question_ids: list[str]) -> dict[str, dict[str, Any]]:
-        """Stored valid rows for these questions under this config: the evaluation cache."""
-        rows = self._dicts("""
+    def cached_results(self, config_hash: str, benchmark_key: str, question_ids: list[str], *,
+                       context_key: str | None = None, require: str | None = None,
+                       ) -> dict[str, dict[str, Any]]:
+        """Stored valid rows for these questions under this config: the evaluation cache.
+
+        Only rows computed in the same context (engine version, embedder, LLM and judge reply
+        settings) are served, and, with ``require``, only rows that hold that column: a row
+        without the objective (say, no judge verdict) is recomputed, not scored as missing.
+        Recall columns are NULL by definition when a question has no gold evidence."""
+        if require is not None and require not in self._columns["question_results"]:
+            raise StoreError(f"no column '{require}' in question_results. Fix: use one of the "
+                             "objectives 'memevolve run --help' lists.")
+        holds = "TRUE" if require is None else (
+            f"(qr.{require} IS NOT NULL OR len(qr.evidence_ids) = 0)"
+            if require.startswith("recall") else f"qr.{require} IS NOT NULL")
+        rows = self._dicts(f"""
             SELECT qr.* FROM question_results qr
             SEMI JOIN (SELECT UNNEST($ids::VARCHAR[]) AS question_id) wanted USING (question_id)
             WHERE qr.config_hash = $config_hash AND qr.benchmark_key = $benchmark_key
-              AND qr.invalid_reason IS NULL""",
+              AND qr.invalid_reason IS NULL AND {holds}
+              AND ($context_key::VARCHAR IS NULL OR qr.context_key = $context_key)""",
             {"ids": list(question_ids), "config_hash": config_hash,
-             "benchmark_key": benchmark_key})
+             "benchmark_key": benchmark_key, "context_key": context_key})
         return {row["question_id"]: row for row in rows}
 
     def evaluation_results(self, evaluation_id: str) -> list[dict[str, Any]]:
@@ -421,7 +405,7 @@ class RunStore:
 
     # Compare and export -------------------------------------------------------------------
     def compare(self, a_ref: str, b_ref: str, *, metric: str = "recall_in_context",
-                n_boot: int = 2000, seed: int = 0, confidence: float = 0.95) -> Comparison:
+                seed: int = 0, confidence: float = 0.95) -> Comparison:
         """B against A, paired on the questions both have valid results for (a question whose
         metric is NULL on either side, e.g. no gold evidence, is left out)."""
         if metric not in COMPARE_METRICS:
@@ -450,13 +434,24 @@ class RunStore:
         b_values = np.array([p[4] for p in pairs], dtype=np.float64)
 
         def delta(name: str, mask: np.ndarray) -> MetricDelta:
-            d, low, high, p_value = paired_bootstrap(
-                a_values[mask], b_values[mask], clusters[mask], n_boot, seed, confidence)
+            test = paired_test(a_values[mask], b_values[mask], clusters[mask],
+                               confidence=confidence, seed=seed)
+            method, note = f"{test.method} by conversation", ""
+            if test.min_one_sided_p() > (1 - confidence) / 2:
+                # With k conversations no sign-flip p goes below 2^-k: a cluster test could
+                # never resolve a difference, so say so and test questions as independent.
+                note = (f"{test.clusters} conversations cannot reach {confidence:.0%} "
+                        "(best possible p {:.3f}); question-level test, which ignores their "
+                        "correlation".format(2 * test.min_one_sided_p()))
+                test = paired_test(a_values[mask], b_values[mask],
+                                   np.arange(int(mask.sum())), confidence=confidence, seed=seed)
+                method = f"{test.method} by question"
             return MetricDelta(category=name, n=int(mask.sum()),
                                n_conversations=len(set(clusters[mask])),
                                mean_a=float(a_values[mask].mean()),
-                               mean_b=float(b_values[mask].mean()), delta=d, ci_low=low,
-                               ci_high=high, p_value=p_value)
+                               mean_b=float(b_values[mask].mean()), delta=test.delta,
+                               ci_low=test.ci_low, ci_high=test.ci_high,
+                               p_value=test.p_value, method=method, note=note)
 
         per_category = [delta(c, categories == c) for c in sorted(set(categories))]
         # BudgetMem's protocol: the headline row leaves adversarial questions out; they get a
@@ -471,7 +466,7 @@ class RunStore:
             SELECT count(*) FILTER (WHERE b.question_id IS NULL),
                    count(*) FILTER (WHERE a.question_id IS NULL)
             FROM a FULL JOIN b USING (benchmark_key, question_id)""", params).fetchone()
-        return Comparison(metric=metric, confidence=confidence, n_boot=n_boot, a_hash=a_hash,
+        return Comparison(metric=metric, confidence=confidence, a_hash=a_hash,
                           b_hash=b_hash, a_evaluation=a_evaluation, b_evaluation=b_evaluation,
                           overall=overall, adversarial=adversarial_row, categories=per_category,
                           flipped=flipped, only_a=only_a, only_b=only_b)

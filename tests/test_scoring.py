@@ -268,3 +268,55 @@ def test_mean_by_category_skips_none() -> None:
     # category 1: (1.0 + 0.0) / 2 with the None ignored; category 4: 0.5 / 1; "5" only None
     rows = [("1", 1.0), ("1", 0.0), ("1", None), ("4", 0.5), ("5", None)]
     assert mean_by_category(rows) == {"1": (0.5, 2), "4": (0.5, 1)}
+
+
+# --- LongMemEval official metrics, ported from run_retrieval.py / eval_utils.py ---------------
+
+def test_official_turn_metrics_follow_the_official_ids_and_widening():
+    from benchmarks.scoring import longmemeval_official_turn_metrics
+
+    # Session 1 (an answer session): user turns u1 (gold) and u2; session 2: u3, u4.
+    session_of = {"u1": 1, "u2": 1, "u3": 2, "u4": 2}
+    corpus = ["u1", "u2", "u3", "u4"]
+    metrics = longmemeval_official_turn_metrics(["u2", "u3", "u4", "u1"], corpus, ["u1"],
+                                                session_of, [1], ks=(1, 2))
+    # Turn level: the gold turn is ranked 4th.
+    assert metrics["turn_recall_any@1"] == 0.0 and metrics["turn_recall_any@2"] == 0.0
+    # Session level: u2 is 'noans1', a session other than 'answer1': the first 2 distinct
+    # sessions (noans1, s2) hold no gold, even though u2 sits in the gold session.
+    assert metrics["session_recall_any@2"] == 0.0 and metrics["session_ndcg@2"] == 0.0
+
+
+def test_official_session_ndcg_counts_the_widened_prefix():
+    from benchmarks.scoring import longmemeval_official_turn_metrics
+
+    session_of = {"a": 1, "b": 1, "c": 2}
+    metrics = longmemeval_official_turn_metrics(["c", "a", "b"], ["a", "b", "c"], ["a", "b"],
+                                                session_of, [1], ks=(1,))
+    # k=1 at session level widens to 1 turn (s2): no gold; turn nDCG@1 is 0 as well.
+    assert metrics["session_recall_any@1"] == 0.0 and metrics["turn_ndcg@1"] == 0.0
+    full = longmemeval_official_turn_metrics(["a", "c", "b"], ["a", "b", "c"], ["a", "b"],
+                                             session_of, [1], ks=(2,))
+    # Official DCG: ranks 0 and 1 undiscounted, rank 2 by log2(3); ideal is two relevant turns.
+    assert full["turn_ndcg@2"] == pytest.approx(1.0 / 2.0)
+    assert full["session_recall_all@2"] == 1.0
+
+
+def test_a_question_without_a_user_side_target_is_skipped():
+    from benchmarks.scoring import longmemeval_official_turn_metrics
+
+    assert longmemeval_official_turn_metrics(["a"], ["a"], [], {"a": 1}, [1]) == {}
+
+
+def test_turn_recall_counts_turns_not_units():
+    from benchmarks.scoring import turn_recall_at_k
+
+    # Two 3-turn windows: the first 5 turns hold t1..t5, not t6.
+    assert turn_recall_at_k(["t1", "t2", "t3", "t4", "t5", "t6"], ["t2", "t6"], 5) == 0.5
+
+
+def test_official_targets_are_user_turns_with_has_answer(longmemeval):
+    scored = [q for q in longmemeval.questions if q.target_turns and not q.adversarial]
+    assert len(scored) == 419
+    by_id = {t.id: t for c in longmemeval.conversations for t in c.turns}
+    assert all(by_id[t].speaker == "user" for q in scored[:50] for t in q.target_turns)

@@ -11,7 +11,7 @@ import pytest
 
 from benchmarks.model import Benchmark, Conversation, Question, Session, Turn
 from benchmarks.splits import Split
-from evolve.store import SCHEMA_VERSION, RunStore, StoreError, paired_bootstrap
+from evolve.store import SCHEMA_VERSION, RunStore, StoreError
 from search_space.config import RetrievalConfig, load_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -203,6 +203,19 @@ def test_cache_serves_stored_rows_of_the_same_config_only(store: RunStore) -> No
     assert store.cached_results(WIDE.config_hash, BENCH.key, ["q1", "q2"]) == {}
 
 
+def test_cache_serves_only_the_same_context_and_rows_holding_the_objective(
+        store: RunStore) -> None:
+    store.create_run("r1", "eval", BENCH, SPLIT, {})
+    evaluate(store, "r1", BASE, [result_row("q1", "c1", "1", 1.0, context_key="k1")])
+    assert sorted(store.cached_results(BASE.config_hash, BENCH.key, ["q1"], context_key="k1"))
+    assert store.cached_results(BASE.config_hash, BENCH.key, ["q1"], context_key="k2") == {}
+    # Computed without a judge: no verdict, so a judge objective recomputes it.
+    assert store.cached_results(BASE.config_hash, BENCH.key, ["q1"], context_key="k1",
+                                require="judge_correct") == {}
+    assert store.cached_results(BASE.config_hash, BENCH.key, ["q1"], context_key="k1",
+                                require="recall_in_context")
+
+
 def test_invalid_row_is_not_served_and_its_recomputation_replaces_it(store: RunStore) -> None:
     store.create_run("r1", "eval", BENCH, SPLIT, {})
     evaluate(store, "r1", BASE, [result_row("q1", "c1", "1", 0.0, invalid_reason="timeout")])
@@ -343,7 +356,7 @@ def test_resolve_refuses_ambiguous_short_and_unknown_refs(store: RunStore) -> No
 
 # Compare ------------------------------------------------------------------------------
 def test_compare_pairs_shared_questions_per_category(weak_vs_strong: RunStore) -> None:
-    result = weak_vs_strong.compare("eval-weak", "eval-strong", n_boot=200)
+    result = weak_vs_strong.compare("eval-weak", "eval-strong")
     overall = result.overall
     # Shared scored questions q1..q4: A = 0, 1, .5, 0 and B = 1, 1, 0, .25.
     assert (overall.n, overall.n_conversations) == (4, 2)
@@ -356,11 +369,13 @@ def test_compare_pairs_shared_questions_per_category(weak_vs_strong: RunStore) -
     assert [(f.question_id, f.a, f.b) for f in result.flipped] == [("q1", 0.0, 1.0),
                                                                    ("q3", 0.5, 0.0)]
     assert (result.only_a, result.only_b) == (1, 0)
+    # Two conversations can never give a sign-flip p below 0.25: it says so, tests by question.
+    assert overall.method.endswith("by question") and "2 conversations cannot" in overall.note
 
 
 def test_compare_by_config_hash_matches_compare_by_run(weak_vs_strong: RunStore) -> None:
-    by_run = weak_vs_strong.compare("eval-weak", "eval-strong", n_boot=200)
-    by_hash = weak_vs_strong.compare(BASE.config_hash, WIDE.config_hash[:8], n_boot=200)
+    by_run = weak_vs_strong.compare("eval-weak", "eval-strong")
+    by_hash = weak_vs_strong.compare(BASE.config_hash, WIDE.config_hash[:8])
     assert by_hash.a_evaluation is None
     assert by_hash.overall == by_run.overall
 
@@ -368,39 +383,6 @@ def test_compare_by_config_hash_matches_compare_by_run(weak_vs_strong: RunStore)
 def test_compare_refuses_an_unknown_metric(weak_vs_strong: RunStore) -> None:
     with pytest.raises(StoreError, match="unknown metric 'accuracy'"):
         weak_vs_strong.compare("eval-weak", "eval-strong", metric="accuracy")
-
-
-def test_bootstrap_of_identical_inputs_is_zero_with_p_one() -> None:
-    values = np.random.default_rng(1).random(300)
-    clusters = np.repeat(np.arange(30), 10)
-    delta, low, high, p_value = paired_bootstrap(values, values, clusters, 500, 0, 0.95)
-    assert delta == 0.0 and low <= 0.0 <= high and p_value == 1.0
-
-
-def test_bootstrap_of_a_uniformly_better_b_lies_above_zero() -> None:
-    rng = np.random.default_rng(2)
-    a = rng.random(300)
-    b = a + 0.05 + 0.01 * rng.random(300)
-    delta, low, high, p_value = paired_bootstrap(a, b, np.repeat(np.arange(30), 10), 1000, 0)
-    assert 0.0 < low <= delta <= high and p_value == 0.0
-
-
-def test_bootstrap_is_reproducible_for_a_seed() -> None:
-    rng = np.random.default_rng(3)
-    a, b, clusters = rng.random(200), rng.random(200), rng.integers(0, 12, 200)
-    assert paired_bootstrap(a, b, clusters, 500, 42) == paired_bootstrap(a, b, clusters, 500, 42)
-    assert paired_bootstrap(a, b, clusters, 500, 42) != paired_bootstrap(a, b, clusters, 500, 43)
-
-
-def test_bootstrap_resamples_conversations_not_questions() -> None:
-    # Each conversation's questions move together, so the 4 conversations carry the
-    # uncertainty: the interval is far wider than 400 independent questions would give.
-    shift = np.array([0.4, -0.3, 0.5, -0.2])
-    clusters = np.repeat(np.arange(4), 100)
-    a = np.zeros(400)
-    _, low, high, _ = paired_bootstrap(a, shift[clusters], clusters, 2000, 0)
-    _, q_low, q_high, _ = paired_bootstrap(a, shift[clusters], np.arange(400), 2000, 0)
-    assert (high - low) > 3 * (q_high - q_low)
 
 
 def test_export_round_trips_the_config_with_its_provenance(store: RunStore,

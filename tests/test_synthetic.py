@@ -38,8 +38,8 @@ def test_adapter_is_registered_and_embedded():
 
 
 def test_default_size(bench):
-    assert bench.counts() == {"conversations": 8, "sessions": 96, "turns": 1920,
-                              "questions": 200}
+    assert bench.counts() == {"conversations": 10, "sessions": 120, "turns": 2400,
+                              "questions": 250}
 
 
 def test_same_parameters_give_identical_benchmark(bench):
@@ -58,7 +58,7 @@ def test_sha256_and_source_describe_generator_and_parameters(bench):
     params = dict(synthetic.DEFAULTS)
     assert bench.sha256 == synthetic.parameters_sha256(params)
     assert bench.sha256 != synthetic.parameters_sha256({**params, "turns": 15})
-    assert bench.source == "synthetic:seed=0,conversations=8,sessions=12,turns=20,questions=25"
+    assert bench.source == "synthetic:seed=0,conversations=10,sessions=12,turns=20,questions=25"
 
 
 def test_every_locomo_category_is_present(bench):
@@ -187,8 +187,8 @@ def test_scales_to_thousands_of_turns():
 
 
 def test_conversation_is_the_same_whatever_the_count(bench):
-    more = load_benchmark("synthetic", conversations=10)
-    assert more.conversations[:8] == bench.conversations
+    more = load_benchmark("synthetic", conversations=12)
+    assert more.conversations[:10] == bench.conversations
 
 
 def test_options_given_as_text_are_accepted():

@@ -15,7 +15,9 @@ import numpy as np
 
 from benchmarks.errors import MemevolveError
 from benchmarks.model import Conversation, Question
-from benchmarks.scoring import locomo_answer_score
+from benchmarks.scoring import (LONGMEMEVAL_STORED_KS, locomo_answer_score,
+                                longmemeval_official_turn_metrics, session_recall_at_k,
+                                turn_recall_at_k)
 from evolve.memory.answer import NOT_MENTIONED, extractive_answer
 from evolve.memory.bounded import BoundedCache
 from evolve.memory.feedback import feedback_scores
@@ -27,6 +29,13 @@ from evolve.memory.time_prior import apply_time
 from evolve.memory.units import MemoryUnit, UnitSet, build_units, extend_units
 from search_space.config import RetrievalConfig
 
+#: The official LongMemEval corpus: user turns only (assistant turns are indexed but not ranked).
+OFFICIAL_CORPUS_ROLE = "user"
+#: Result-row column -> official metric key, for every stored official metric.
+OFFICIAL_COLUMNS = {f"lme_{level}_{metric}_at_{k}": f"{level}_{metric}@{k}"
+                    for level in ("session", "turn") for metric in ("recall_any", "recall_all",
+                                                                   "ndcg")
+                    for k in LONGMEMEVAL_STORED_KS}
 #: How many ranked units a result row keeps (recall@k for k up to this).
 KEPT_RANKS = 50
 #: Retriever settings whose per-question scores a conversation keeps (most recently used).
@@ -438,6 +447,7 @@ class MemorySystem:
     def _answer(self, question: Question, config: RetrievalConfig, context: RetrievedContext,
                 start: float) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         row = self._outcome_row(question, context)
+        row.update(self._turn_metrics(question, list(context.ranked)))
         row["question_type"] = context.question_type
         answer, abstained, invalid, calls = self.answer(question, config, context)
         row["answer"] = answer
@@ -448,9 +458,18 @@ class MemorySystem:
         judge = self._llm_judge() if invalid is None else None
         row["judge_correct"] = None
         if judge is not None:
-            verdict = judge.judge(question, answer)
-            row["judge_correct"] = verdict.correct
-            calls.extend(c.as_row() for c in verdict.calls)
+            from evolve.llm import LLMError
+
+            try:
+                verdict = judge.judge(question, answer)
+                row["judge_correct"] = verdict.correct
+                calls.extend(c.as_row() for c in verdict.calls)
+            except LLMError as exc:
+                # No verdict is no score: the question is invalid, as when the answerer fails.
+                row["invalid_reason"] = f"judge unavailable: {exc}"
+                row["answer_f1"] = None
+                if exc.call is not None:
+                    calls.append(exc.call.as_row())
         row["llm_prompt_tokens"] = sum(c["prompt_tokens"] for c in calls)
         row["llm_completion_tokens"] = sum(c["completion_tokens"] for c in calls)
         row["llm_cost_usd"] = float(sum(c["cost_usd"] for c in calls))
@@ -473,6 +492,26 @@ class MemorySystem:
             fused = apply_time(fused, units, question.text, question.question_date,
                                cfg.recency_weight, cfg.date_window_days)
         return fused
+
+    def _turn_metrics(self, question: Question, ranked: list[MemoryUnit]) -> dict[str, Any]:
+        """Turn-level recall@5/@10 of the ranking expanded to turns, and LongMemEval's official
+        metrics where the question has official targets (None otherwise). The ranking is the
+        kept head (KEPT_RANKS units, every turn of an oracle haystack); the official scorer
+        completes it with the unranked user turns in corpus order."""
+        turns = [t for unit in ranked for t in unit.turn_ids]
+        out: dict[str, Any] = {
+            f"turn_recall_at_{k}": turn_recall_at_k(turns, question.evidence, k)
+            for k in LONGMEMEVAL_STORED_KS}
+        official: dict[str, float] = {}
+        if question.target_turns:
+            conversation = self.memories[question.conversation_id].conversation
+            session_of = {t.id: t.session_index for t in conversation.turns}
+            corpus = [t.id for t in conversation.turns if t.speaker == OFFICIAL_CORPUS_ROLE]
+            official = longmemeval_official_turn_metrics(
+                turns, corpus, question.target_turns, session_of, question.evidence_sessions)
+        for column, key in OFFICIAL_COLUMNS.items():
+            out[column] = official.get(key)
+        return out
 
     def _token_map(self, units: UnitSet, dated: bool) -> dict[str, int]:
         key = (id(units), dated)
@@ -499,8 +538,8 @@ class MemorySystem:
 
         evidence_rank = next((r for r, u in enumerate(ranked, 1) if gold & set(u.turn_ids)), None)
         gold_sessions = set(question.evidence_sessions)
-        session_recall = (len(gold_sessions & {u.session_index for u in ranked[:5]})
-                          / len(gold_sessions)) if gold_sessions else None
+        # The first 5 distinct sessions: a turn ranking names a session once per turn.
+        session_recall = session_recall_at_k([u.session_index for u in ranked], gold_sessions, 5)
         return {
             "question_id": question.id,
             "conversation_id": question.conversation_id,
