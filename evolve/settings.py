@@ -48,7 +48,9 @@ class EvolveSettings(BaseModel):
     max_tokens: int | None = _cli("Budget: LLM tokens.", default=None, ge=1)
     max_dollars: float | None = _cli("Budget: LLM dollars.", default=None, gt=0)
     max_wall_s: float | None = _cli("Budget: wall-clock seconds.", default=None, gt=0)
-    confidence: float = _cli("Confidence of the guard: a gain is accepted at one-sided level (1 - confidence) / 2 in a sign-flip test over conversations, Holm-corrected over a round's candidates.", default=0.95, gt=0.5,
+    confidence: float = _cli("Confidence of the guard: a gain is accepted at one-sided level "
+                             "(1 - confidence) / 2 in a sign-flip test over conversations, "
+                             "Holm-corrected over a round's candidates.", default=0.95, gt=0.5,
                              lt=1.0)
     min_effect: float = _cli("Smallest mean gain worth accepting.", default=0.005, ge=0.0)
     screen_fraction: float = _cli("Share of the dev conversations (seeded, new each round) a "

@@ -412,9 +412,9 @@ class RunStore:
             raise StoreError(f"unknown metric '{metric}'. Fix: use one of "
                              f"{', '.join(COMPARE_METRICS)}.")
         with self._connected():
-            return self._compare(a_ref, b_ref, metric, n_boot, seed, confidence)
+            return self._compare(a_ref, b_ref, metric, seed, confidence)
 
-    def _compare(self, a_ref: str, b_ref: str, metric: str, n_boot: int, seed: int,
+    def _compare(self, a_ref: str, b_ref: str, metric: str, seed: int,
                  confidence: float) -> Comparison:
         a_hash, a_evaluation = self.resolve(a_ref)
         b_hash, b_evaluation = self.resolve(b_ref)
