@@ -320,13 +320,15 @@ def run_command(
     api_base: Optional[str] = ApiBaseOpt, judge_model: Optional[str] = JudgeModelOpt,
     local_llm: bool = LocalLLMOpt,
     plots: bool = typer.Option(True, help="Write the report's PNG plots at the end."),
+    llm_timeout: Optional[float] = LLMTimeoutOpt, llm_retries: Optional[int] = LLMRetriesOpt,
+    llm_concurrency: Optional[int] = LLMConcurrencyOpt,
     *, settings: dict[str, Any],
 ) -> None:
     """Evolve a retrieval config on the dev split, guarded; report the best once on test."""
     import os
 
     from benchmarks import parse_options
-    from evolve.evolution import evolve
+    from evolve.evolution import RunFinished, evolve
     from evolve.reporting import print_outcome, write_plots
     from evolve.store import RunStore
 
@@ -338,12 +340,14 @@ def run_command(
     with _MaybeLocalLLM(local_llm) as server:
         run_settings = None
         if resume is None:
-            answer = _llm_dict(answer_model, api_base, server)
+            tuning = _llm_tuning(llm_timeout, llm_retries, llm_concurrency)
+            answer = _llm_dict(answer_model, api_base, server, tuning)
             start = _config(config_file, preset, answer["model"] if answer else None)
             if answer is None and start.answerer == "llm" and start.answer_model:
                 answer = _llm_dict(start.answer_model, api_base, None)
             diag = _llm_dict(diagnoser_model, api_base,
-                             server if (diagnoser == "llm" and diagnoser_model is None) else None)
+                             server if (diagnoser == "llm" and diagnoser_model is None) else None,
+                             tuning)
             if diagnoser == "llm" and diag is None:
                 raise MemevolveError("--diagnoser llm needs a model. Fix: pass --diagnoser-model "
                                      "(any litellm model) or --local-llm.")
@@ -354,14 +358,31 @@ def run_command(
                 "config_path": str(config_file) if config_file else None,
                 "diagnoser_model": diag,
                 "answer_model": answer if start.answerer == "llm" else None,
-                "judge_model": _llm_dict(judge_model, api_base, None)})
+                "judge_model": _llm_dict(judge_model, api_base, None, tuning)})
         with RunStore(db) as store:
-            outcome = evolve(store, run_settings, resume=resume,
-                             report=lambda line: console.print(line), progress=True)
+            try:
+                outcome = evolve(store, run_settings, resume=resume,
+                                 report=lambda line: console.print(line), progress=True)
+            except RunFinished as done:
+                console.print(str(done), soft_wrap=True)
+                return
             print_outcome(store, outcome)
             if plots:
                 for path in write_plots(store, outcome.run_id, db.parent / outcome.run_id):
                     console.print(f"plot {path}")
+    strict = run_settings.strict_llm if run_settings is not None else \
+        _stored_settings(db, outcome.run_id).strict_llm
+    if strict and outcome.llm_always_fell_back:
+        fail(f"run {outcome.run_id}: --strict-llm, and the LLM diagnoser fell back to rules in "
+             f"every one of its {outcome.llm_rounds} rounds (first reason: "
+             f"{outcome.llm_fallbacks[0]}).", code=1)
+
+
+def _stored_settings(db: Path, run_id: str):
+    from evolve.store import RunStore
+
+    with RunStore(db, read_only=True) as store:
+        return EvolveSettings.model_validate_json(store.run(run_id)["settings_json"])
 
 
 # Run store ------------------------------------------------------------------------------------
@@ -376,8 +397,12 @@ def runs_command(db: Path = DbOpt) -> None:
     console.print(table(f"runs in {db}", ["run", "kind", "benchmark", "split", "status",
                                           "evaluations", "best dev", "started"],
                         [[r["run_id"], r["kind"], r["benchmark_key"], r["split_name"],
-                          r["status"], r["n_evaluations"], r.get("best_dev_score"),
+                          r["state"], r["n_evaluations"], r.get("best_dev_score"),
                           str(r["started_at"])[:19]] for r in rows]))
+    for r in rows:
+        if r["state"] == "interrupted" or (r["kind"] == "evolve" and r["state"] == "failed"):
+            console.print(f"{r['run_id']} was interrupted; continue it with: memevolve run "
+                          f"--resume {r['run_id']} --db {db}", soft_wrap=True)
 
 
 @app.command("compare")

@@ -268,13 +268,32 @@ class EvaluationResult:
     llm_calls: list[dict[str, Any]] = field(default_factory=list)
     #: The objective on the adversarial questions alone (never part of ``score``).
     adversarial_score: float | None = None
+    #: The rows computed now (the others came from the store): what recording it writes.
+    new_rows: list[dict[str, Any]] = field(default_factory=list)
+    objective: str = "recall_in_context"
+
+
+def record_result(store: "RunStore", run_id: str, benchmark_key: str,
+                  result: EvaluationResult) -> None:
+    """Write an evaluation, its new question rows and its LLM calls (one transaction, or the
+    caller's)."""
+    with store.transaction():
+        result.evaluation_id = store.record_evaluation(
+            run_id, result.config, benchmark_key, result.part,
+            [r["question_id"] for r in result.rows], result.new_rows, result.n_reused,
+            result.objective, _finite(result.score), result.wall_s,
+            adversarial_score=_finite(result.adversarial_score))
+        if result.llm_calls:
+            store.record_llm_calls(run_id, result.llm_calls)
 
 
 def evaluate_configs(evaluator: Evaluator, configs: Sequence[RetrievalConfig],
                      question_ids: Sequence[str], *, part: str, objective: str,
                      store: "RunStore | None" = None, run_id: str | None = None,
-                     ) -> list[EvaluationResult]:
-    """Evaluate several configs on the same questions at once, reusing stored outcomes."""
+                     record: bool = True) -> list[EvaluationResult]:
+    """Evaluate several configs on the same questions at once, reusing stored outcomes; with
+    a store and run id, each is recorded at once unless ``record`` is False (the caller then
+    records them in its own transaction with record_result)."""
     objective_column(objective)
     start = time.perf_counter()
     key = evaluator.benchmark.key
@@ -300,13 +319,10 @@ def evaluate_configs(evaluator: Evaluator, configs: Sequence[RetrievalConfig],
         score = mean_score(rows, objective)
         adversarial = mean_score(rows, objective, adversarial=True)
         result = EvaluationResult(config, part, rows, score, len(cached[i]), wall,
-                                  llm_calls=calls, adversarial_score=adversarial)
-        if store is not None and run_id is not None:
-            result.evaluation_id = store.record_evaluation(
-                run_id, config, key, part, list(question_ids), new_rows, len(cached[i]),
-                objective, _finite(score), wall, adversarial_score=_finite(adversarial))
-            if calls:
-                store.record_llm_calls(run_id, calls)
+                                  llm_calls=calls, adversarial_score=adversarial,
+                                  new_rows=new_rows, objective=objective)
+        if store is not None and run_id is not None and record:
+            record_result(store, run_id, key, result)
         results.append(result)
     return results
 

@@ -9,7 +9,7 @@ import random
 import time
 import uuid
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 
@@ -19,13 +19,14 @@ from benchmarks.model import Benchmark
 from benchmarks.splits import Split, make_split
 from evolve.diagnosers import DIAGNOSERS
 from evolve.diagnosers.base import Attempt, DiagnosisContext, Edit, Proposal, first_admissible
-from evolve.evaluation import Evaluator, EvaluationResult, evaluate_configs, objective_column
+from evolve.evaluation import (Evaluator, EvaluationResult, evaluate_configs, objective_column,
+                               record_result)
 from evolve.explore import explore
 from evolve.memory.system import EmbedderSpec, LLMSpec
 from evolve.memory.units import unit_text
 from evolve.meta import Guard, judge_candidate, judge_round
 from evolve.settings import EvolveSettings
-from evolve.store import RunStore
+from evolve.store import FINAL_STATUSES, RunStore, StoreError
 from search_space.config import (ORACLE_GOLD_CATEGORIES, RetrievalConfig, load_config,
                                  load_preset)
 
@@ -41,6 +42,17 @@ class RunOutcome:
     rounds: int
     evaluations: float
     wall_s: float
+    #: Rounds the LLM diagnoser was asked in, and those of them it fell back to rules in.
+    llm_rounds: int = 0
+    llm_fallbacks: list[str] = field(default_factory=list)
+
+    @property
+    def llm_always_fell_back(self) -> bool:
+        return self.llm_rounds > 0 and len(self.llm_fallbacks) == self.llm_rounds
+
+
+class RunFinished(MemevolveError):
+    """--resume of a run that has ended: it is left exactly as it is."""
 
 
 @dataclass
@@ -52,7 +64,17 @@ class _State:
     evaluations: float
     tokens: int
     cost: float
+    #: Wall time of the run so far, every session included; ``offset`` is the part spent by
+    #: earlier sessions (before a resume).
     wall_s: float
+    offset: float = 0.0
+
+    def tick(self, began: float) -> None:
+        self.wall_s = self.offset + time.perf_counter() - began
+
+
+#: The decision of a round that ends the run -> the run's final status.
+_STOPS = {"converge": "converged", "budget": "budget_spent"}
 
 
 Reporter = Callable[[str], None]
@@ -98,6 +120,10 @@ def evolve(store: RunStore, settings: EvolveSettings | None = None, *, resume: s
         if run["kind"] != "evolve":
             raise MemevolveError(f"run '{resume}' is a {run['kind']} run, not an evolution. "
                                  "Fix: pass the id of a 'memevolve run' run.")
+        if run["status"] in FINAL_STATUSES:
+            raise RunFinished(f"run '{resume}' is already finished ({run['status']} at "
+                              f"{str(run['finished_at'])[:19]}): there is nothing to resume and "
+                              f"nothing was changed. See: memevolve report {resume}")
         settings = EvolveSettings.model_validate_json(run["settings_json"])
         run_id = resume
     else:
@@ -122,9 +148,13 @@ def evolve(store: RunStore, settings: EvolveSettings | None = None, *, resume: s
         if split.benchmark_key != benchmark.key:
             raise MemevolveError(f"run '{run_id}' was made on {split.benchmark_key} but the data "
                                  f"now loads as {benchmark.key}. Fix: pass the original --data.")
+        store.claim_run(run_id)
     else:
         split = split or make_split(benchmark, settings.split, seed=settings.split_seed)
         store.create_run(run_id, "evolve", benchmark, split, settings.model_dump())
+    report(f"run {run_id}: {'resuming' if resume else 'started'} on {benchmark.key} "
+           f"(diagnoser {settings.diagnoser}); continue a killed run with "
+           f"'memevolve run --resume {run_id}'")
     dev_ids = [q.id for q in split.questions(benchmark, "dev")]
     test_ids = [q.id for q in split.questions(benchmark, "test")]
     if not dev_ids:
@@ -145,42 +175,101 @@ def evolve(store: RunStore, settings: EvolveSettings | None = None, *, resume: s
                                  "made with it.")
 
         def evaluate(configs: list[RetrievalConfig], ids: list[str], part: str):
+            # Recorded by the caller, inside the transaction of the round that used them.
             return evaluate_configs(evaluator, configs, ids, part=part,
-                                    objective=settings.objective, store=store, run_id=run_id)
+                                    objective=settings.objective, store=store, run_id=run_id,
+                                    record=False)
 
-        question_types = run_question_types(store, settings, benchmark, split)
-        start = evaluate([start_config(settings, question_types)], dev_ids, "dev")[0]
-        state = _restore(store, run_id, start, evaluate, dev_ids)
-        if state is None:
-            state = _State(0, start.config, start, 0, 1, 0, 0.0, 0.0)
+        def record(result: EvaluationResult) -> None:
+            record_result(store, run_id, benchmark.key, result)
+
+        try:
+            question_types = run_question_types(store, settings, benchmark, split)
+            start = evaluate([start_config(settings, question_types)], dev_ids, "dev")[0]
+            state = _restore(store, run_id, start, evaluate, dev_ids)
+            if state is None:
+                state = _State(0, start.config, start, 0, 1, 0, 0.0, 0.0)
+                state.tick(began)
+                with store.transaction():
+                    record(start)
+                    store.insert_rows("rounds", [_round_row(
+                        run_id, state, "baseline", "baseline",
+                        f"start config scores {_score(start.score)}", settings.seed)])
+            report(f"round 0: start {_describe(start.config)} dev {settings.objective} "
+                   f"{_score(start.score)}")
+            status = _pending_status(store, run_id)
+            while status == "running":
+                status = _round(store, run_id, settings, state, diagnoser, guard, evaluate,
+                                record, dev_ids, report, began, benchmark)
+            best = state.incumbent_result
+            test_start = test_best = None
+            if test_ids:
+                test_start, test_best = evaluate([start.config, best.config], test_ids, "test")
+            # The status is final only with the test evaluation: a kill before this commit
+            # leaves a run that --resume finishes.
             with store.transaction():
-                store.insert_rows("rounds", [_round_row(run_id, state, "baseline", "baseline",
-                                                        f"start config scores {start.score:.4f}",
-                                                        settings.seed)])
-        report(f"round 0: start {_describe(start.config)} dev {settings.objective} "
-               f"{start.score:.4f}")
-        status = store.run(run_id)["status"]
-        while status == "running":
-            status = _round(store, run_id, settings, state, diagnoser, guard, evaluate, dev_ids,
-                            report, began, benchmark)
-        best = state.incumbent_result
-        test_start = test_best = None
-        if test_ids:
-            test_start, test_best = evaluate([start.config, best.config], test_ids, "test")
-            report(f"test: start {test_start.score:.4f} -> evolved {test_best.score:.4f}")
-    return RunOutcome(run_id, status, start, best, test_start, test_best, state.round,
-                      state.evaluations, time.perf_counter() - began)
+                for result in (test_start, test_best):
+                    if result is not None:
+                        record(result)
+                store.finish_run(run_id, status)
+        except BaseException:
+            _interrupted(store, run_id)
+            raise
+        if test_start is not None and test_best is not None:
+            report(f"test: start {_score(test_start.score)} -> evolved "
+                   f"{_score(test_best.score)}")
+    state.tick(began)
+    llm_rounds, fallbacks = _llm_rounds(store, run_id) if settings.diagnoser == "llm" else (0, [])
+    return RunOutcome(run_id, status, start, best, test_start, test_best,
+                      _rounds_run(store, run_id), state.evaluations, state.wall_s,
+                      llm_rounds, fallbacks)
+
+
+def _interrupted(store: RunStore, run_id: str) -> None:
+    """Mark a run this process stops driving, so `runs` says so and --resume continues it."""
+    try:
+        if store.run(run_id)["status"] == "running":
+            store.finish_run(run_id, "interrupted")
+    except StoreError:
+        pass  # the store itself failed: `runs` still sees that the owning process is gone
+
+
+def _pending_status(store: RunStore, run_id: str) -> str:
+    """'running', or the final status the last committed round decided on (its test
+    evaluation may still be missing)."""
+    rows = store.query("SELECT decision FROM rounds WHERE run_id = ? ORDER BY round DESC "
+                       "LIMIT 1", [run_id])
+    return _STOPS.get(rows[0]["decision"], "running") if rows else "running"
+
+
+def _rounds_run(store: RunStore, run_id: str) -> int:
+    """Rounds that evaluated candidates (not the baseline, not the stop)."""
+    return store.query("SELECT count(*) AS n FROM rounds WHERE run_id = ? AND mode IN "
+                       "('diagnose', 'explore')", [run_id])[0]["n"]
+
+
+def _llm_rounds(store: RunStore, run_id: str) -> tuple[int, list[str]]:
+    """Rounds the LLM diagnoser answered or fell back in, and the fallback reasons."""
+    rows = store.query("SELECT diagnoser_fallback FROM rounds WHERE run_id = ? AND "
+                       "(mode = 'diagnose' OR diagnoser_fallback IS NOT NULL) ORDER BY round",
+                       [run_id])
+    return len(rows), [r["diagnoser_fallback"] for r in rows if r["diagnoser_fallback"]]
+
+
+def _score(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
 
 
 def _round(store: RunStore, run_id: str, settings: EvolveSettings, state: _State, diagnoser,
-           guard: Guard, evaluate, dev_ids: list[str], report: Reporter, began: float,
+           guard: Guard, evaluate, record, dev_ids: list[str], report: Reporter, began: float,
            benchmark: Benchmark) -> str:
-    """One round, committed as a whole; returns the run status after it."""
-    round_start = time.perf_counter()
+    """One round, committed as a whole (its evaluations, candidates, LLM calls and the round
+    row) or not at all; returns the run status after it."""
     number = state.round + 1
+    state.tick(began)
     spent = _budget_spent(settings, state, number)
     if spent:
-        _finish(store, run_id, state, "budget_spent", spent, settings.seed)
+        _finish(store, run_id, state, "budget_spent", spent, settings.seed, began)
         return "budget_spent"
     history = _history(store, run_id)
     context = DiagnosisContext(store=store, run_id=run_id, round=number,
@@ -206,7 +295,7 @@ def _round(store: RunStore, run_id: str, settings: EvolveSettings, state: _State
                                            *proposals])
     if not proposals:
         _finish(store, run_id, state, "converged", "no untried admissible edit is left",
-                settings.seed, notes=context.notes)
+                settings.seed, began, context=context)
         return "converged"
     screen_ids = _screen_ids(benchmark, dev_ids, settings, number)
     proposals = _affordable(proposals, settings, state, len(screen_ids) / len(dev_ids))
@@ -257,6 +346,7 @@ def _round(store: RunStore, run_id: str, settings: EvolveSettings, state: _State
             "rationale": proposal.rationale, "dev_score": result.score, "delta": verdict.delta,
             "ci_low": verdict.ci_low, "ci_high": verdict.ci_high, "p_value": verdict.p_value,
             "dev_questions": len(result.rows), "decision": decision, "reason": reason})
+    candidate_rows.extend(_invalid_rows(run_id, number, state, context, len(candidate_rows)))
     if winner is not None:
         # full is keyed by candidate index: after screening, not every index is in it.
         state.incumbent, state.incumbent_result = configs[winner], full[winner]
@@ -268,7 +358,7 @@ def _round(store: RunStore, run_id: str, settings: EvolveSettings, state: _State
         decision, reason = "keep", (f"no significant gain among {len(full)} candidates"
                                     f"{f' promoted of {len(proposals)}' if screened else ''}")
     state.round = number
-    state.wall_s += time.perf_counter() - round_start
+    state.tick(began)
     status = "running"
     if state.stagnant >= settings.converge_after:
         decision, status = "converge", "converged"
@@ -276,14 +366,13 @@ def _round(store: RunStore, run_id: str, settings: EvolveSettings, state: _State
     if context.notes:
         reason += "; " + "; ".join(context.notes)
     with store.transaction():
+        # In the order they were evaluated: the screening first, then full dev.
+        for result in (*screened.values(), *full.values()):
+            record(result)
+        _record_diagnosis(store, run_id, number, context)
         store.insert_rows("candidates", candidate_rows)
         store.insert_rows("rounds", [_round_row(run_id, state, mode, decision, reason,
-                                                settings.seed)])
-        if context.new_dimensions:
-            store.insert_rows("dimension_proposals", [
-                {"run_id": run_id, "round": number, **d} for d in context.new_dimensions])
-        if status != "running":
-            store.finish_run(run_id, status)
+                                                settings.seed, context.fallback)])
     report(f"round {number} ({mode}): {decision}; incumbent dev {state.incumbent_result.score:.4f}"
            f" [{len(proposals)} candidates, best delta "
            f"{max(v.delta for v in verdicts.values()):+.4f}]")
@@ -379,18 +468,44 @@ COMBINER = "combine"
 
 
 def _finish(store: RunStore, run_id: str, state: _State, status: str, reason: str, seed: int,
-            notes: list[str] | None = None) -> None:
+            began: float, context: DiagnosisContext | None = None) -> None:
+    """The stop row (its number follows the last round's); the run's status is set once its
+    test evaluation is stored."""
     state.round += 1
+    state.tick(began)
     decision = "budget" if status == "budget_spent" else "converge"
-    if notes:
-        reason += "; " + "; ".join(notes)
+    if context is not None and context.notes:
+        reason += "; " + "; ".join(context.notes)
     with store.transaction():
-        store.insert_rows("rounds", [_round_row(run_id, state, "stop", decision, reason, seed)])
-        store.finish_run(run_id, status)
+        if context is not None:
+            _record_diagnosis(store, run_id, state.round, context)
+            store.insert_rows("candidates", _invalid_rows(run_id, state.round, state, context, 0))
+        store.insert_rows("rounds", [_round_row(run_id, state, "stop", decision, reason, seed,
+                                                context.fallback if context else None)])
+
+
+def _record_diagnosis(store: RunStore, run_id: str, number: int,
+                      context: DiagnosisContext) -> None:
+    if context.llm_calls:
+        store.record_llm_calls(run_id, context.llm_calls)
+    if context.new_dimensions:
+        store.insert_rows("dimension_proposals", [
+            {"run_id": run_id, "round": number, **d} for d in context.new_dimensions])
+
+
+def _invalid_rows(run_id: str, number: int, state: _State, context: DiagnosisContext,
+                  first: int) -> list[dict[str, Any]]:
+    """Candidates the space rejected: recorded with the reason, never evaluated."""
+    return [{"run_id": run_id, "round": number, "candidate": first + i,
+             "parent_hash": state.incumbent.config_hash, "config_hash": None,
+             "proposer": bad["proposer"], "edit_json": bad["edit_json"],
+             "rationale": bad["rationale"], "dev_score": None, "delta": None, "ci_low": None,
+             "ci_high": None, "p_value": None, "decision": "invalid", "reason": bad["reason"]}
+            for i, bad in enumerate(context.invalid)]
 
 
 def _round_row(run_id: str, state: _State, mode: str, decision: str, reason: str,
-               seed: int) -> dict[str, Any]:
+               seed: int, fallback: str | None = None) -> dict[str, Any]:
     return {"run_id": run_id, "round": state.round,
             "incumbent_hash": state.incumbent.config_hash,
             "incumbent_score": state.incumbent_result.score or 0.0, "mode": mode,
@@ -398,7 +513,7 @@ def _round_row(run_id: str, state: _State, mode: str, decision: str, reason: str
             "rng_state": json.dumps({"seed": seed, "round": state.round,
                                      "stagnant": state.stagnant}),
             "evaluations_used": state.evaluations, "tokens_used": state.tokens,
-            "cost_used": state.cost, "wall_s": state.wall_s}
+            "cost_used": state.cost, "wall_s": state.wall_s, "diagnoser_fallback": fallback}
 
 
 def _restore(store: RunStore, run_id: str, start: EvaluationResult, evaluate,
@@ -413,7 +528,7 @@ def _restore(store: RunStore, run_id: str, start: EvaluationResult, evaluate,
     result = start if incumbent == start.config else evaluate([incumbent], dev_ids, "dev")[0]
     stagnant = json.loads(last["rng_state"])["stagnant"]
     return _State(last["round"], incumbent, result, stagnant, last["evaluations_used"],
-                  last["tokens_used"], last["cost_used"], last["wall_s"])
+                  last["tokens_used"], last["cost_used"], last["wall_s"], offset=last["wall_s"])
 
 
 def _history(store: RunStore, run_id: str) -> list[Attempt]:

@@ -106,6 +106,9 @@ def print_outcome(store: "RunStore", outcome: "RunOutcome") -> None:
                         "(headline: non-adversarial questions)",
                         ["split", "start", "evolved", "gain", "adversarial start",
                          "adversarial evolved"], rows))
+    if outcome.llm_fallbacks:
+        console.print(llm_fallback_line(outcome.llm_rounds, outcome.llm_fallbacks),
+                      soft_wrap=True)
     changes = outcome.best.config.differences(outcome.start.config)
     if changes:
         console.print(table("edits accepted (start -> evolved)", ["field", "start", "evolved"],
@@ -117,6 +120,12 @@ def print_outcome(store: "RunStore", outcome: "RunOutcome") -> None:
                                     outcome.test_best.rows)
         if types is not None:
             console.print(types)
+
+
+def llm_fallback_line(llm_rounds: int, fallbacks: list[str]) -> str:
+    every = "every one" if len(fallbacks) == llm_rounds else f"{len(fallbacks)}"
+    return (f"warning: the LLM diagnoser fell back to rules in {every} of its {llm_rounds} "
+            f"rounds (first reason: {fallbacks[0][:300]})")
 
 
 def trajectory(store: "RunStore", run_id: str) -> list[dict[str, Any]]:
@@ -151,6 +160,10 @@ def print_trajectory(store: "RunStore", run_id: str) -> None:
                                     store.evaluation_results(tests[-1]["evaluation_id"]))
         if types is not None:
             console.print(types)
+    asked = [r for r in rounds if r["mode"] == "diagnose" or r["diagnoser_fallback"]]
+    fallbacks = [r["diagnoser_fallback"] for r in asked if r["diagnoser_fallback"]]
+    if fallbacks:
+        console.print(llm_fallback_line(len(asked), fallbacks), soft_wrap=True)
 
 
 def _short_edit(edit_json: str) -> str:

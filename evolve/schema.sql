@@ -1,6 +1,6 @@
 -- memevolve run store (DuckDB). One file holds every run; SQL is the API for analysis.
--- schema_version is checked on open: a file written by another version is refused, not migrated
--- silently.
+-- schema_version is checked on open: an older file is migrated (store.py MIGRATIONS), a newer
+-- or unknown one is refused.
 
 CREATE TABLE IF NOT EXISTS meta (
     key   VARCHAR PRIMARY KEY,
@@ -32,9 +32,14 @@ CREATE TABLE IF NOT EXISTS runs (
     split_seed    INTEGER NOT NULL,
     split_json    VARCHAR NOT NULL,          -- dev/test conversation ids
     settings_json VARCHAR NOT NULL,          -- CLI settings (objective, budgets, seed, ...)
-    status        VARCHAR NOT NULL,          -- running | converged | budget_spent | done | failed
+    status        VARCHAR NOT NULL,          -- running | converged | budget_spent | done |
+                                             -- failed | interrupted
     started_at    TIMESTAMP NOT NULL DEFAULT current_timestamp,
-    finished_at   TIMESTAMP
+    finished_at   TIMESTAMP,
+    owner_host    VARCHAR,                   -- the process driving it (a running run whose
+    owner_pid     INTEGER,                   -- process is gone shows as interrupted)
+    owner_started BIGINT                     -- its start time (clock ticks since boot): a
+                                             -- reused pid is not mistaken for the owner
 );
 
 -- One evaluation of a config on a part (dev/test) of a run's split.
@@ -154,8 +159,9 @@ CREATE TABLE IF NOT EXISTS rounds (
                                              -- on half of dev adds 0.5
     tokens_used       BIGINT NOT NULL,
     cost_used         DOUBLE NOT NULL,
-    wall_s            DOUBLE NOT NULL,
+    wall_s            DOUBLE NOT NULL,           -- run time so far, every session included
     committed_at      TIMESTAMP NOT NULL DEFAULT current_timestamp,
+    diagnoser_fallback VARCHAR,                  -- why the LLM diagnoser fell back to rules
     PRIMARY KEY (run_id, round)
 );
 
@@ -164,7 +170,7 @@ CREATE TABLE IF NOT EXISTS candidates (
     round          INTEGER NOT NULL,
     candidate      INTEGER NOT NULL,
     parent_hash    VARCHAR NOT NULL,
-    config_hash    VARCHAR NOT NULL,
+    config_hash    VARCHAR,                  -- NULL: an invalid proposal (outside the space)
     proposer       VARCHAR NOT NULL,         -- rules | llm | explore | combine
     edit_json      VARCHAR NOT NULL,
     rationale      VARCHAR NOT NULL,

@@ -68,3 +68,5 @@ class EvolveSettings(BaseModel):
         "ORACLE ablation: choose per-type overrides by the questions' gold categories instead "
         "of the predictor trained on dev. A deployed memory never knows them: never a result.",
         "--oracle-gold-categories", default=False)
+    strict_llm: bool = _cli("Exit non-zero when every round of the LLM diagnoser fell back to "
+                            "rules.", "--strict-llm", default=False)

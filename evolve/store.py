@@ -5,6 +5,7 @@ import json
 import os
 import re
 import time
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -25,10 +26,20 @@ if TYPE_CHECKING:
     from benchmarks.model import Benchmark
     from benchmarks.splits import Split
 
-SCHEMA_VERSION = "4"
+SCHEMA_VERSION = "5"
+#: Version -> (next version, statements upgrading a store file to it), applied in order.
+MIGRATIONS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "4": ("5", ("ALTER TABLE runs ADD COLUMN owner_host VARCHAR",
+                "ALTER TABLE runs ADD COLUMN owner_pid INTEGER",
+                "ALTER TABLE runs ADD COLUMN owner_started BIGINT",
+                "ALTER TABLE rounds ADD COLUMN diagnoser_fallback VARCHAR",
+                "ALTER TABLE candidates ALTER COLUMN config_hash DROP NOT NULL")),
+}
 DEFAULT_PATH = Path("runs/memevolve.duckdb")
 RUN_KINDS = ("eval", "evolve", "bench", "router")
-RUN_STATUSES = ("running", "converged", "budget_spent", "done", "failed")
+RUN_STATUSES = ("running", "converged", "budget_spent", "done", "failed", "interrupted")
+#: Statuses of a run that has ended for good: nothing is left to resume.
+FINAL_STATUSES = ("converged", "budget_spent", "done")
 # Per-question metrics `compare` can pair; a boolean verdict compares as 0/1.
 COMPARE_METRICS = ("recall_in_context", "recall_at_5", "recall_at_10", "recall_at_k",
                    "session_recall_at_5", "turn_recall_at_5", "turn_recall_at_10", "answer_f1",
@@ -118,9 +129,25 @@ class RunStore:
             except OSError as exc:
                 raise StoreError(f"{self.path}: cannot create its folder ({exc}). Fix: pass "
                                  "--db with a path in a writable folder.") from None
+        if read_only:
+            with self._connected():
+                outdated = self._outdated()
+            if outdated:
+                # Upgrading needs a writer once; readers after it see the new schema.
+                self.read_only = False
+                with self._connected():
+                    self._check_schema()
+                self.read_only = True
         with self._connected():
             self._check_schema()
             self._columns = self._table_columns()
+
+    def _outdated(self) -> bool:
+        try:
+            found = self._scalar("SELECT value FROM meta WHERE key = 'schema_version'")
+        except duckdb.Error:
+            return False
+        return found in MIGRATIONS
 
     # Lifecycle ----------------------------------------------------------------------------
     def close(self) -> None:
@@ -215,8 +242,22 @@ class RunStore:
                 "split_name": split.name, "split_seed": split.seed,
                 "split_json": json.dumps({"dev": list(split.dev), "test": list(split.test)}),
                 "settings_json": json.dumps(settings, sort_keys=True, default=str),
-                "status": "running",
+                "status": "running", **_owner_columns(),
             }])
+
+    def claim_run(self, run_id: str) -> None:
+        """Make this process the owner of a run it resumes: running again, finished_at unset.
+        Refused while another live process drives it."""
+        with self.transaction():
+            run = self.run(run_id)
+            if run_state(run) == "running" and run["owner_pid"] is not None and \
+                    (run["owner_host"], run["owner_pid"]) != (socket.gethostname(), os.getpid()):
+                raise StoreError(f"run '{run_id}' is still running (process {run['owner_pid']} "
+                                 f"on {run['owner_host']}). Fix: wait for it to finish, or stop "
+                                 "that process first.")
+            self._con.execute("UPDATE runs SET status = 'running', finished_at = NULL, "
+                              "owner_host = ?, owner_pid = ?, owner_started = ? WHERE run_id = ?",
+                              [*_owner_columns().values(), run_id])
 
     def finish_run(self, run_id: str, status: str) -> None:
         if status not in RUN_STATUSES:
@@ -336,14 +377,17 @@ class RunStore:
             ORDER BY qr.question_id""", [evaluation_id])
 
     def list_runs(self) -> list[dict[str, Any]]:
-        return self._dicts("""
+        """Every run; ``state`` is its status, or 'interrupted' for a running run whose
+        process is gone."""
+        rows = self._dicts("""
             SELECT r.run_id, r.kind, r.benchmark_key, r.split_name, r.status,
                    count(e.evaluation_id) AS n_evaluations,
                    max(e.score) FILTER (WHERE e.part = 'dev') AS best_dev_score,
-                   r.started_at, r.finished_at
+                   r.started_at, r.finished_at, r.owner_host, r.owner_pid, r.owner_started
             FROM runs r LEFT JOIN evaluations e USING (run_id)
             GROUP BY ALL
             ORDER BY r.started_at, r.run_id""")
+        return [{**row, "state": run_state(row)} for row in rows]
 
     def run(self, run_id: str) -> dict[str, Any]:
         rows = self._dicts("SELECT * FROM runs WHERE run_id = ?", [run_id])
@@ -516,6 +560,23 @@ class RunStore:
 
     # Internals ----------------------------------------------------------------------------
     def _check_schema(self) -> None:
+        found = self._unmigrated_check()
+        while found in MIGRATIONS:
+            target, statements = MIGRATIONS[found]
+            with self.transaction():
+                for statement in statements:
+                    self._con.execute(statement)
+                self._con.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'",
+                                  [target])
+            found = target
+        if found not in (None, SCHEMA_VERSION):
+            raise StoreError(f"{self.path}: written with run-store schema version {found}, but "
+                             f"this memevolve uses version {SCHEMA_VERSION} and cannot read it. "
+                             "Fix: pass --db with a new file (the old one stays readable by the "
+                             "memevolve that wrote it).")
+
+    def _unmigrated_check(self) -> str | None:
+        """The file's schema version (None: just created at the current one)."""
         tables = {r[0] for r in self._con.execute(
             "SELECT table_name FROM duckdb_tables() "
             "WHERE database_name = current_database() AND schema_name = 'main'").fetchall()}
@@ -532,13 +593,8 @@ class RunStore:
                 self._con.execute(schema)
                 self._con.execute("INSERT INTO meta VALUES ('schema_version', ?)",
                                   [SCHEMA_VERSION])
-            return
-        found = self._scalar("SELECT value FROM meta WHERE key = 'schema_version'")
-        if found != SCHEMA_VERSION:
-            raise StoreError(f"{self.path}: written with run-store schema version {found}, but "
-                             f"this memevolve uses version {SCHEMA_VERSION}; files are not "
-                             "migrated. Fix: pass --db with a new file (the old one stays "
-                             "readable by the memevolve that wrote it).")
+            return None
+        return self._scalar("SELECT value FROM meta WHERE key = 'schema_version'")
 
     def _table_columns(self) -> dict[str, dict[str, str]]:
         columns: dict[str, dict[str, str]] = {}
@@ -624,6 +680,44 @@ class RunStore:
             self._con.execute("ROLLBACK")
         except duckdb.TransactionException:
             pass  # a failed COMMIT has already ended the transaction
+
+
+def run_state(run: dict[str, Any]) -> str:
+    """A run's status as it truly is: 'running' only while its owning process lives (as far
+    as this host can tell; a run owned on another host is taken at its word)."""
+    if run["status"] != "running" or run.get("owner_pid") is None:
+        return run["status"]
+    if run["owner_host"] != socket.gethostname():
+        return "running"
+    alive = _process_started(run["owner_pid"])
+    if alive is None or (run["owner_started"] is not None and alive != run["owner_started"]):
+        return "interrupted"
+    return "running"
+
+
+def _owner_columns() -> dict[str, Any]:
+    return {"owner_host": socket.gethostname(), "owner_pid": os.getpid(),
+            "owner_started": _process_started(os.getpid())}
+
+
+def _process_started(pid: int) -> int | None:
+    """When process ``pid`` started (clock ticks since boot), or None when there is none.
+    Without /proc (not Linux) only its existence is known: 0."""
+    if not Path("/proc/self/stat").exists():
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:
+            pass
+        return 0
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name (field 2) may hold spaces; fields after its closing parenthesis are
+    # fixed: starttime is field 22.
+    return int(stat[stat.rindex(")") + 2:].split()[19])
 
 
 def _sides_sql(metric: str) -> str:

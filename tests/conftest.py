@@ -86,11 +86,11 @@ def _fresh_circuit_breakers():
 
 @pytest.fixture()
 def fault_server():
-    """A FaultServer on 127.0.0.1 (mode 'ok' until the test sets one), stopped afterwards; it
-    stops by itself after two minutes whatever happens."""
-    from fault_server import FaultServer
+    """A FaultServer on 127.0.0.1 in a process of its own (mode 'ok' until the test sets
+    one), killed afterwards; it stops by itself after three minutes whatever happens."""
+    from fault_server import FaultServerProcess
 
-    with FaultServer(lifetime_s=120.0, hang_s=20.0) as server:
+    with FaultServerProcess(lifetime_s=180.0, hang_s=20.0) as server:
         yield server
 
 

@@ -1,11 +1,18 @@
 """A small OpenAI-compatible chat server on 127.0.0.1 that fails on purpose, for the tests of
 the LLM failure paths. Bounded: it serves at most ``max_requests`` and stops by itself after
-``lifetime_s``; a hanging reply ends when the server stops."""
+``lifetime_s``; a hanging reply ends when the server stops.
+
+``FaultServerProcess`` runs it in a process of its own (what the tests use: a server inside
+the process under test competes with it for the interpreter), steered over HTTP at /control.
+"""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import threading
 import time
+import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
 
@@ -13,6 +20,8 @@ from typing import Any, Callable
 MODES = ("ok", "429", "500", "nonjson", "html", "401", "hang")
 
 Reply = str | Callable[[list[dict[str, Any]]], str]
+#: What /control may set.
+SETTABLE = ("mode", "script", "reply", "retry_after")
 
 
 class FaultServer:
@@ -74,9 +83,20 @@ class FaultServer:
             def log_message(self, *args: object) -> None:  # keep pytest output clean
                 pass
 
+            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+                with server._lock:
+                    requests = list(server.requests)
+                return self._send(200, {"requests": requests})
+
             def do_POST(self) -> None:  # noqa: N802 - http.server's naming
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0)))
                                   or b"{}")
+                if self.path == "/control":
+                    with server._lock:
+                        for key, value in body.items():
+                            if key in SETTABLE:
+                                setattr(server, key, value)
+                    return self._send(200, {"ok": True})
                 with server._lock:
                     mode = server.script.pop(0) if server.script else server.mode
                     server.requests.append((mode, time.monotonic()))
@@ -133,3 +153,54 @@ def _completion(model: str, text: str) -> dict[str, Any]:
             "choices": [{"index": 0, "finish_reason": "stop",
                          "message": {"role": "assistant", "content": text}}],
             "usage": {"prompt_tokens": 12, "completion_tokens": 3, "total_tokens": 15}}
+
+
+class FaultServerProcess:
+    """A FaultServer in a child process, with the same attributes to steer and read."""
+
+    def __init__(self, *, lifetime_s: float = 300.0, hang_s: float = 30.0) -> None:
+        self._process = subprocess.Popen(
+            [sys.executable, __file__, str(lifetime_s), str(hang_s)], stdout=subprocess.PIPE,
+            text=True)
+        self.api_base = self._process.stdout.readline().strip()
+        if not self.api_base.startswith("http://127.0.0.1:"):
+            self.stop()
+            raise RuntimeError(f"the fault server did not start: {self.api_base!r}")
+        self._control = self.api_base.rsplit("/v1", 1)[0] + "/control"
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in SETTABLE:
+            self._post({name: value})
+        else:
+            super().__setattr__(name, value)
+
+    @property
+    def requests(self) -> list[tuple[str, float]]:
+        with urllib.request.urlopen(self._control, timeout=10) as response:
+            return [tuple(r) for r in json.loads(response.read())["requests"]]
+
+    def count(self, mode: str | None = None) -> int:
+        return sum(1 for m, _ in self.requests if mode is None or m == mode)
+
+    def stop(self) -> None:
+        self._process.kill()
+        self._process.wait(10)
+
+    def __enter__(self) -> FaultServerProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _post(self, values: dict[str, Any]) -> None:
+        request = urllib.request.Request(self._control, data=json.dumps(values).encode(),
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            response.read()
+
+
+if __name__ == "__main__":
+    lifetime, hang = float(sys.argv[1]), float(sys.argv[2])
+    child = FaultServer(lifetime_s=lifetime, hang_s=hang).start()
+    print(child.api_base, flush=True)
+    child._stopped.wait(lifetime + 1)

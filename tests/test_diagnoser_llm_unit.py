@@ -251,24 +251,36 @@ def test_unavailable_provider_falls_back_to_rules(provider, diagnoser, make_cont
 
 # --- accounting ----------------------------------------------------------------------------------
 
-def test_every_call_is_stored_and_handed_to_the_loop(provider, diagnoser, make_context, store):
+def test_every_call_is_handed_to_the_loop(provider, diagnoser, make_context, store):
     provider.replies = ["not JSON", reply(proposal(("top_k", 8, None)))]
     context = make_context()
     diagnoser.propose(context)
-    stored = diagnose_calls(store)
+    # The loop stores them with its round; the diagnoser itself writes nothing.
+    assert diagnose_calls(store) == []
     # The unusable first reply is a failed call with its reason; the repaired one is ok.
-    assert [r["ok"] for r in stored] == [False, True]
-    assert stored[0]["error"].startswith("unusable reply: the reply contains no JSON")
-    assert [r["call_key"] for r in stored] == [c["call_key"] for c in context.llm_calls]
+    assert [c["ok"] for c in context.llm_calls] == [False, True]
+    assert context.llm_calls[0]["error"].startswith("unusable reply: the reply contains no JSON")
     assert all(c["prompt_tokens"] > 0 for c in context.llm_calls)
 
 
-def test_failed_calls_are_stored_too(provider, diagnoser, make_context, store):
+def test_failed_calls_are_handed_over_too(provider, diagnoser, make_context):
     provider.replies = [litellm.Timeout(message="read timed out", model="openai/smollm2",
                                         llm_provider="openai")]
-    diagnoser.propose(make_context())
-    [row] = diagnose_calls(store)
+    context = make_context()
+    diagnoser.propose(context)
+    [row] = context.llm_calls
     assert not row["ok"] and row["attempts"] == 2 and "Timeout" in row["error"]
+    assert context.fallback.startswith("LLM openai/smollm2 unavailable")
+
+
+def test_a_value_outside_the_space_is_an_invalid_candidate(provider, diagnoser, make_context):
+    provider.replies = [reply(proposal(("top_k", 999, None)), proposal(("top_k", 8, None)))]
+    context = make_context()
+    proposals = diagnoser.propose(context)
+    assert [p.edits[0].value for p in proposals] == [8]
+    [invalid] = context.invalid
+    assert invalid["reason"] == "'top_k' must be between 1 and 50, got 999"
+    assert '"value": 999' in invalid["edit_json"] and invalid["proposer"] == "llm"
 
 
 def test_round_budget_counts_the_diagnoser_tokens(provider, tmp_path):

@@ -6,7 +6,6 @@ import json
 import numpy as np
 import pytest
 
-import evolve.evolution as evolution
 from benchmarks.errors import MemevolveError
 from evolve.evolution import EvolveSettings, evolve
 from evolve.meta import Guard, judge_candidate
@@ -67,36 +66,6 @@ def test_budget_of_evaluations_is_respected(tmp_path):
         outcome = evolve(store, EvolveSettings(**{**SMALL, "max_evaluations": 4}))
     assert outcome.status == "budget_spent"
     assert outcome.evaluations <= 4 + SMALL["candidates"] - 1
-
-
-def test_a_killed_run_resumes_to_the_same_trajectory(tmp_path, monkeypatch):
-    with RunStore(tmp_path / "ref.duckdb") as store:
-        reference = evolve(store, EvolveSettings(**SMALL))
-        ref_rounds, ref_cands = _rounds(store, reference.run_id), _candidates(store,
-                                                                              reference.run_id)
-    real_round = evolution._round
-    calls = {"n": 0}
-
-    def dying_round(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise KeyboardInterrupt  # killed in the middle of round 3, before its commit
-        return real_round(*args, **kwargs)
-
-    monkeypatch.setattr(evolution, "_round", dying_round)
-    with RunStore(tmp_path / "m.duckdb") as store:
-        with pytest.raises(KeyboardInterrupt):
-            evolve(store, EvolveSettings(**SMALL))
-        run_id = store.list_runs()[0]["run_id"]
-        assert store.run(run_id)["status"] == "running"
-        assert [r["round"] for r in _rounds(store, run_id)] == [0, 1, 2]
-    monkeypatch.setattr(evolution, "_round", real_round)
-    with RunStore(tmp_path / "m.duckdb") as store:
-        resumed = evolve(store, resume=run_id)
-        strip = lambda rows: [{k: v for k, v in r.items()} for r in rows]
-        assert strip(_rounds(store, run_id)) == strip(ref_rounds)
-        assert _candidates(store, run_id) == ref_cands
-    assert resumed.best.config == reference.best.config
 
 
 def test_resume_of_an_unknown_run_is_a_clear_error(tmp_path):

@@ -3,7 +3,10 @@ LLM endpoint costs a few requests and seconds, ends in a clear summary and a non
 never a traceback, and leaves a truthful run and its llm_calls rows in the store."""
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 import time
 
 import duckdb
@@ -99,3 +102,34 @@ def test_eval_that_recovers_mid_way_scores_the_valid_questions(fault_server, llm
     assert "2 of 50 questions are invalid" in result.output
     assert re.search(r"recall_in_context \d\.\d{4}", result.output)
     assert store_rows(db, "SELECT status FROM runs") == [("done",)]
+
+
+class Finished:
+    def __init__(self, completed: subprocess.CompletedProcess) -> None:
+        self.exit_code = completed.returncode
+        self.output = completed.stdout + completed.stderr
+
+
+def llm_run(server, db, *extra):
+    """`memevolve run` with the LLM diagnoser, as its own process, as a user runs it."""
+    args = ["run", "--workers", "0", "--candidates", "2", "--max-rounds", "3", "--no-plots",
+            "--db", db, "--diagnoser", "llm", "--diagnoser-model", "openai/fault",
+            "--api-base", server.api_base, *extra]
+    started = time.monotonic()
+    completed = subprocess.run([sys.executable, "-m", "evolve", *map(str, args)],
+                               capture_output=True, text=True, timeout=240,
+                               env={**os.environ, "COLUMNS": "240"})
+    return Finished(completed), time.monotonic() - started
+
+
+def test_a_proposal_outside_the_space_is_recorded_as_an_invalid_candidate(fault_server, db):
+    fault_server.reply = ('{"proposals": [{"edits": [{"field": "top_k", "value": 999}], '
+                          '"rationale": "more"}, {"edits": [{"field": "top_k", "value": 10}], '
+                          '"rationale": "a few more"}]}')
+    result, _ = llm_run(fault_server, db, "--max-rounds", "1")
+    assert result.exit_code == 0, result.output
+    rows = store_rows(db, "SELECT config_hash, edit_json, decision, reason FROM candidates "
+                          "WHERE decision = 'invalid'")
+    assert rows == [(None, '[{"category": null, "field": "top_k", "value": 999}]', "invalid",
+                     "'top_k' must be between 1 and 50, got 999")]
+    assert store_rows(db, "SELECT count(*) FROM candidates WHERE decision <> 'invalid'") == [(1,)]

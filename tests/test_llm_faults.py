@@ -9,7 +9,7 @@ from pydantic import BaseModel
 
 from evolve.llm import (LLMClient, LLMReplyError, LLMRequestError, LLMSettings, LLMUnavailable,
                         ResponseCache)
-from fault_server import FaultServer
+from fault_server import FaultServerProcess
 
 MESSAGES = [{"role": "user", "content": "Where did Anna move?"}]
 
@@ -24,7 +24,7 @@ def cache_dir(tmp_path, monkeypatch):
     return tmp_path
 
 
-def client(server: FaultServer, cache: ResponseCache | None = None, **overrides) -> LLMClient:
+def client(server: FaultServerProcess, cache: ResponseCache | None = None, **overrides) -> LLMClient:
     fields = dict(model="openai/fault", api_base=server.api_base, api_key="sk-fault",
                   timeout_s=5.0, max_retries=2, backoff_s=0.01, breaker_after=2)
     return LLMClient(LLMSettings(**{**fields, **overrides}), cache)
@@ -101,7 +101,8 @@ def test_the_cache_is_keyed_on_the_endpoint(fault_server):
     cache = ResponseCache()
     first = client(fault_server, cache).complete(MESSAGES, purpose="answer")
     again = client(fault_server, cache).complete(MESSAGES, purpose="answer")
-    with FaultServer(reply="Lyon", lifetime_s=60) as other:
+    with FaultServerProcess(lifetime_s=60) as other:
+        other.reply = "Lyon"
         elsewhere = client(other, cache).complete(MESSAGES, purpose="answer")
         assert other.count() == 1
     assert (first.text, again.call.cached, elsewhere.text) == ("Paris", True, "Lyon")

@@ -92,7 +92,36 @@ def test_new_store_has_every_table_and_the_schema_version(store: RunStore) -> No
     tables = {r["table_name"] for r in store.query("SELECT table_name FROM duckdb_tables()")}
     assert {"meta", "benchmarks", "configs", "runs", "evaluations", "evaluation_questions",
             "question_results", "llm_calls", "rounds", "candidates"} <= tables
-    assert store.query("SELECT value FROM meta WHERE key = 'schema_version'") == [{"value": SCHEMA_VERSION}]
+    assert store.query("SELECT value FROM meta WHERE key = 'schema_version'") == [
+        {"value": SCHEMA_VERSION}]
+
+
+def test_a_store_of_the_previous_version_is_migrated_with_its_rows_kept(tmp_path: Path) -> None:
+    import duckdb
+
+    from evolve.store import MIGRATIONS
+
+    [previous] = [old for old, (new, _) in MIGRATIONS.items() if new == SCHEMA_VERSION]
+    path = tmp_path / "previous.duckdb"
+    v3 = (Path(__file__).resolve().parents[1] / "evolve" / "schema.sql").read_text()
+    # The previous schema: this one without the columns its migration adds.
+    v2 = (v3.replace("    owner_host    VARCHAR,", "").replace("    owner_pid     INTEGER,", "")
+          .replace("    owner_started BIGINT", "").replace("    finished_at   TIMESTAMP,",
+                                                           "    finished_at   TIMESTAMP")
+          .replace("    diagnoser_fallback VARCHAR,", "")
+          .replace("    config_hash    VARCHAR,                  -- NULL",
+                   "    config_hash    VARCHAR NOT NULL,         -- NULL"))
+    with duckdb.connect(str(path)) as con:
+        con.execute(v2)
+        con.execute("INSERT INTO meta VALUES ('schema_version', ?)", [previous])
+        con.execute("INSERT INTO runs (run_id, kind, benchmark_key, split_name, split_seed, "
+                    "split_json, settings_json, status) VALUES ('old', 'eval', 'b', 'all', 0, "
+                    "'{}', '{}', 'done')")
+    with RunStore(path, read_only=True) as store:
+        assert store.query("SELECT value FROM meta WHERE key = 'schema_version'") == [
+            {"value": SCHEMA_VERSION}]
+        [run] = store.list_runs()
+        assert (run["run_id"], run["state"], run["owner_pid"]) == ("old", "done", None)
 
 
 def test_reopening_keeps_what_was_written(tmp_path: Path) -> None:

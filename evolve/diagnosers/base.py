@@ -74,8 +74,14 @@ class DiagnosisContext:
     new_dimensions: list[dict[str, str]] = field(default_factory=list)
     #: (conversation id, unit ids) -> the units' texts, so a prompt can show retrieved context.
     describe_units: Callable[[str, list[str]], list[str]] | None = None
-    #: llm_calls rows a diagnoser made (already stored): the loop counts them into the budget.
+    #: llm_calls rows a diagnoser made: the loop counts them into the budget and stores them
+    #: with the round (a round that never commits leaves none).
     llm_calls: list[dict[str, Any]] = field(default_factory=list)
+    #: Proposals the space rejected (proposer, edit_json, rationale, reason): stored as
+    #: invalid candidates.
+    invalid: list[dict[str, str]] = field(default_factory=list)
+    #: Why an LLM diagnoser fell back to rules this round; None when it did not.
+    fallback: str | None = None
 
     def admissible(self, proposal: Proposal) -> RetrievalConfig | None:
         """The proposal's config if it is valid, within the token cap and not tried yet."""

@@ -139,14 +139,12 @@ class LLMDiagnoser:
         return validated_proposals(context, reply.proposals)
 
     def _record_calls(self, context: DiagnosisContext) -> None:
-        rows = [call.as_row() for call in self.client.drain_calls()]
-        if rows:
-            context.store.record_llm_calls(context.run_id, rows)
-            context.llm_calls.extend(rows)
+        context.llm_calls.extend(call.as_row() for call in self.client.drain_calls())
 
     def _fall_back(self, context: DiagnosisContext, why: str) -> list[Proposal]:
         log.warning("llm diagnoser failed (%s); falling back to rules", why)
         context.notes.append(f"llm diagnoser failed ({why}); fell back to rules")
+        context.fallback = why
         return RulesDiagnoser().propose(context)
 
 
@@ -226,7 +224,14 @@ def validated_proposals(context: DiagnosisContext, replies: list[ProposalReply]
                                  f"{context.n_proposals} asked for")
             break
         proposal, why = _proposal(context, reply, categories)
-        if proposal is not None:
+        if proposal is None:
+            context.invalid.append({
+                "proposer": LLMDiagnoser.name, "reason": why,
+                "edit_json": json.dumps([{"field": e.field, "value": e.value,
+                                          "category": e.category} for e in reply.edits],
+                                        sort_keys=True, default=str),
+                "rationale": _clip(reply.rationale or "", 500) or "(no rationale given)"})
+        else:
             config = context.admissible(proposal)
             if config is None:
                 why = _inadmissible(context, proposal)
