@@ -191,9 +191,14 @@ def load_config(path: str | Path) -> RetrievalConfig:
         raise MemevolveError(f"{path}: no such config file. Fix: pass a YAML file written by "
                              "'memevolve export' or use --preset weak|strong.")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
         raise MemevolveError(f"{path}: not valid YAML ({exc}). Fix: correct the syntax.") from None
+    if data is None:
+        # An empty file is almost always a mistake (a failed export, the wrong path): running
+        # every default silently would hide it.
+        raise MemevolveError(f"{path}: the config file is empty. Fix: set at least one field "
+                             "(see 'memevolve space'), or use --preset weak|strong.")
     if not isinstance(data, dict):
         raise ConfigError([f"the file holds a {type(data).__name__}, not a mapping"], str(path))
     provenance = data.get("provenance") or {}

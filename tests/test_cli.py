@@ -150,3 +150,10 @@ def test_a_run_on_a_store_held_elsewhere_is_refused_after_the_lock_timeout(db, m
         assert result.exit_code == 2 and "another" in result.output and "--db" in result.output
     finally:
         holder.kill()
+
+
+def test_an_empty_config_file_is_refused(tmp_path, db):
+    config = tmp_path / "empty.yaml"
+    config.write_text("# nothing here\n")
+    result = invoke("eval", "--config", config, "--workers", "0", "--db", db)
+    assert result.exit_code == 2 and "empty.yaml: the config file is empty" in result.output
