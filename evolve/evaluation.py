@@ -6,11 +6,13 @@ import math
 import os
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 
 from benchmarks.errors import MemevolveError
 from benchmarks.model import Benchmark
-from evolve.memory.system import EmbedderSpec, LLMSpec, MemorySystem, check_routing
+from evolve.memory.system import (EmbedderSpec, LLMSpec, MemorySystem, check_routing,
+                                  needs_dense)
+from evolve.progress import Progress
 from search_space.config import RetrievalConfig
 
 if TYPE_CHECKING:
@@ -30,6 +32,10 @@ ENGINE_VERSION = "4"
 _REPLY_SETTINGS = ("model", "temperature", "max_tokens", "seed")
 #: Questions per Ray task: small enough for a live progress bar and for configs to interleave.
 CHUNK = 250
+#: Haystacks (conversations) per embedding task: progress and ETA move every few seconds.
+PREPARE_CHUNK = 10
+#: Times a call is sent again to a shard actor that died (Ray restarts it, possibly elsewhere).
+RESUBMITS = 8
 
 
 def objective_column(objective: str) -> str:
@@ -95,6 +101,8 @@ class Evaluator:
         self._local: MemorySystem | None = None
         self._actors: list[Any] = []
         self._shard_of: dict[str, int] = {}
+        self._question_by_id = {q.id: q for q in benchmark.questions}
+        self._shard_data: list[tuple[Any, Any]] = []
 
     # Set-up --------------------------------------------------------------------------------
     def _start(self) -> None:
@@ -120,8 +128,13 @@ class Evaluator:
             questions = [q for q in self.benchmark.questions if q.conversation_id in wanted]
             for q in questions:
                 self._shard_of[q.id] = index
-            self._actors.append(ShardActor.remote(conversations, questions, self.embedder,
-                                                  self.llm, self.oracle_gold_categories))
+            # The driver keeps the shard's data referenced: Ray rebuilds an actor whose node
+            # died from these, and would have freed them once the first actor had started.
+            shard_data = (ray.put(conversations), ray.put(questions))
+            self._shard_data.append(shard_data)
+            # SPREAD: on a cluster, shards go to different nodes (one node alone: no effect).
+            self._actors.append(ShardActor.options(scheduling_strategy="SPREAD").remote(
+                *shard_data, self.embedder, self.llm, self.oracle_gold_categories))
         if self.artefacts:
             ray.get([actor.add_artefacts.remote(self.artefacts) for actor in self._actors])
 
@@ -137,6 +150,16 @@ class Evaluator:
             import ray
 
             ray.get([actor.add_artefacts.remote(new) for actor in self._actors])
+
+    def placement(self) -> list[dict[str, Any]]:
+        """Per shard: the node id and process id of its actor (after a restart: the new one)."""
+        self._start()
+        if self._local is not None:
+            return [{"shard": 0, "node": None, "pid": os.getpid()}]
+        import ray
+
+        return [{"shard": i, **where} for i, where in
+                enumerate(ray.get([actor.where.remote() for actor in self._actors]))]
 
     def embedding_counters(self) -> dict[str, int]:
         """Embedding cache hits and misses summed over this evaluator's memory systems."""
@@ -156,6 +179,7 @@ class Evaluator:
             for actor in self._actors:
                 ray.kill(actor)
             self._actors = []
+            self._shard_data = []
 
     def __enter__(self) -> "Evaluator":
         return self
@@ -164,6 +188,73 @@ class Evaluator:
         self.close()
 
     # Work ----------------------------------------------------------------------------------
+    def prepare(self, jobs: Sequence[tuple[RetrievalConfig, Sequence[str]]]) -> dict[str, int]:
+        """Build the dense indexes the jobs' configs need, haystack by haystack, before any
+        question is evaluated: the embedding phase, with its own progress and ETA. Configs
+        without dense retrieval (or MMR) embed nothing. Returns the texts embedded."""
+        self._start()
+        work: list[tuple[str, list[str], int]] = []
+        for config, ids in jobs:
+            if not needs_dense(config):
+                continue
+            by_shard: dict[int, dict[str, None]] = {}
+            for qid in ids:
+                by_shard.setdefault(self._shard_of.get(qid, 0), {})[
+                    self._question_by_id[qid].conversation_id] = None
+            payload = config.canonical_json()
+            for shard, conversations in by_shard.items():
+                unique = list(conversations)
+                for start in range(0, len(unique), PREPARE_CHUNK):
+                    work.append((payload, unique[start:start + PREPARE_CHUNK], shard))
+        total = sum(len(convs) for _, convs, _ in work)
+        embedded = 0
+        with Progress("embedding", total, "haystacks", enabled=self.progress) as progress:
+            if self._local is not None:
+                for payload, convs, _ in work:
+                    done = self._local.prepare(RetrievalConfig.model_validate_json(payload),
+                                               convs)
+                    embedded += done["embedded"]
+                    progress.advance(len(convs), texts=done["embedded"])
+                return {"embedded": embedded}
+            import ray
+
+            calls = [(shard, "prepare", (payload, convs)) for payload, convs, shard in work]
+            for index, done in self._gather(calls):
+                embedded += done["embedded"]
+                progress.advance(len(work[index][1]), texts=done["embedded"])
+        return {"embedded": embedded}
+
+    def _gather(self, calls: list[tuple[int, str, tuple]]) -> Iterator[tuple[int, Any]]:
+        """Run (shard, method, args) calls on the shard actors; yield (index, result) as each
+        finishes. A call whose actor died (its node lost) is sent again once Ray has restarted
+        the actor elsewhere, up to RESUBMITS times: Ray's own task retries can all be spent
+        while a dead node is still being detected."""
+        import ray
+        from ray.exceptions import ActorUnavailableError, RayActorError
+
+        def submit(call: tuple[int, str, tuple]) -> Any:
+            shard, method, args = call
+            return getattr(self._actors[shard], method).remote(*args)
+
+        pending = {submit(call): (index, 0) for index, call in enumerate(calls)}
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1)
+            for ref in done:
+                index, attempts = pending.pop(ref)
+                call = calls[index]
+                try:
+                    result = ray.get(ref)
+                except (RayActorError, ActorUnavailableError) as exc:
+                    if attempts >= RESUBMITS:
+                        raise MemevolveError(
+                            f"shard {call[0]} failed {attempts + 1} times ({type(exc).__name__})"
+                            "; nothing was stored. Fix: check the Ray cluster ('ray status') "
+                            "and rerun.") from exc
+                    time.sleep(min(2.0 ** attempts, 10.0))
+                    pending[submit(call)] = (index, attempts + 1)
+                    continue
+                yield index, result
+
     def run(self, jobs: Sequence[tuple[RetrievalConfig, Sequence[str]]],
             ) -> list[tuple[list[dict[str, Any]], list[dict[str, Any]]]]:
         """Evaluate each (config, question ids) job; all jobs run concurrently on the actors.
@@ -178,11 +269,24 @@ class Evaluator:
                                      "was not given. Fix: evaluate through the run store that "
                                      "holds it, or a config file exported with it.")
         self._start()
+        self.prepare(jobs)
+        total = sum(len(ids) for _, ids in jobs)
         if self._local is not None:
-            return [self._local.evaluate(config, ids) for config, ids in jobs]
-        import ray
+            out = []
+            with Progress("evaluating", total, "questions", enabled=self.progress) as progress:
+                for config, ids in jobs:
+                    rows, call_rows = [], []
+                    for start in range(0, len(ids), CHUNK):
+                        chunk_rows, chunk_calls = self._local.evaluate(config,
+                                                                       ids[start:start + CHUNK])
+                        rows.extend(chunk_rows)
+                        call_rows.extend(chunk_calls)
+                        progress.advance(len(chunk_rows))
+                    out.append((rows, call_rows))
+            return out
 
-        tasks: dict[Any, int] = {}
+        calls: list[tuple[int, str, tuple]] = []
+        job_of_call: list[int] = []
         for job_index, (config, ids) in enumerate(jobs):
             payload = config.canonical_json()
             by_shard: dict[int, list[str]] = {}
@@ -190,31 +294,25 @@ class Evaluator:
                 by_shard.setdefault(self._shard_of[qid], []).append(qid)
             for shard, shard_ids in by_shard.items():
                 for start in range(0, len(shard_ids), CHUNK):
-                    ref = self._actors[shard].evaluate.remote(payload,
-                                                              shard_ids[start:start + CHUNK])
-                    tasks[ref] = job_index
+                    calls.append((shard, "evaluate", (payload, shard_ids[start:start + CHUNK])))
+                    job_of_call.append(job_index)
         results: list[dict[str, dict[str, Any]]] = [{} for _ in jobs]
-        calls: list[list[dict[str, Any]]] = [[] for _ in jobs]
-        pending = list(tasks)
-        total = sum(len(ids) for _, ids in jobs)
-        with _progress(self.progress, total) as advance:
-            while pending:
-                done, pending = ray.wait(pending, num_returns=1)
-                for ref in done:
-                    rows, call_rows = ray.get(ref)
-                    job = tasks[ref]
-                    for row in rows:
-                        # A retried task returns the same rows: keyed by id, never counted twice.
-                        results[job][row["question_id"]] = row
-                    calls[job].extend(call_rows)
-                    advance(len(rows))
+        call_rows_of: list[list[dict[str, Any]]] = [[] for _ in jobs]
+        with Progress("evaluating", total, "questions", enabled=self.progress) as progress:
+            for index, (rows, call_rows) in self._gather(calls):
+                job = job_of_call[index]
+                for row in rows:
+                    # A resent call returns the same rows: keyed by id, never counted twice.
+                    results[job][row["question_id"]] = row
+                call_rows_of[job].extend(call_rows)
+                progress.advance(len(rows))
         out = []
         for job_index, (_, ids) in enumerate(jobs):
             missing = [q for q in ids if q not in results[job_index]]
             if missing:
                 raise MemevolveError(f"{len(missing)} questions came back without a result "
                                      f"(e.g. {missing[0]}); nothing was stored. Fix: rerun.")
-            out.append(([results[job_index][q] for q in ids], calls[job_index]))
+            out.append(([results[job_index][q] for q in ids], call_rows_of[job_index]))
         return out
 
 
@@ -231,29 +329,6 @@ def shard_conversations(benchmark: Benchmark, workers: int) -> list[list[str]]:
         shards[target].append(conv_id)
         loads[target] += counts[conv_id] + 1
     return shards
-
-
-class _progress:
-    """A rich progress bar over questions when enabled, else a no-op."""
-
-    def __init__(self, enabled: bool, total: int) -> None:
-        self.enabled = enabled and total > 0
-        self.total = total
-
-    def __enter__(self):
-        if not self.enabled:
-            return lambda n: None
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
-        self._bar = Progress("[progress.description]{task.description}", BarColumn(),
-                             MofNCompleteColumn(), TimeElapsedColumn(), transient=True)
-        self._bar.start()
-        task = self._bar.add_task("evaluating", total=self.total)
-        return lambda n: self._bar.advance(task, n)
-
-    def __exit__(self, *exc: object) -> None:
-        if self.enabled:
-            self._bar.stop()
 
 
 @dataclass

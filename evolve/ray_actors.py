@@ -83,8 +83,17 @@ class ShardActor:
         config = RetrievalConfig.model_validate_json(config_json)
         return self.system.evaluate(config, question_ids)
 
+    def prepare(self, config_json: str, conversation_ids: list[str]) -> dict[str, int]:
+        config = RetrievalConfig.model_validate_json(config_json)
+        return self.system.prepare(config, conversation_ids)
+
     def embedding_counters(self) -> dict[str, int]:
         return self.system.embedding_counters()
+
+    def where(self) -> dict[str, Any]:
+        import os
+
+        return {"node": ray.get_runtime_context().get_node_id(), "pid": os.getpid()}
 
     def pid(self) -> int:
         import os

@@ -46,7 +46,7 @@ def test_make_embedder_defaults_to_minilm_without_loading_it(cache_dir):
 
 def test_unknown_backend_names_the_known_ones():
     with pytest.raises(MemevolveError, match="unknown embedding backend 'word2vec'.*"
-                                             "litellm, sentence-transformers"):
+                                             "litellm, onnx, sentence-transformers"):
         make_embedder("word2vec")
 
 

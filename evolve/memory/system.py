@@ -120,6 +120,16 @@ class ConversationMemory:
         return by_query[query]
 
 
+def uses_dense(config: RetrievalConfig) -> bool:
+    """Whether retrieving with ``config`` (one question type's) needs unit embeddings."""
+    return "dense" in config.retrievers.split("+") or config.mmr_lambda < 1.0
+
+
+def needs_dense(config: RetrievalConfig) -> bool:
+    """Whether any question type of ``config`` needs unit embeddings."""
+    return any(uses_dense(config.for_type(t)) for t in (None, *config.overrides))
+
+
 def fuse(scores: dict[str, np.ndarray], config: RetrievalConfig) -> np.ndarray:
     """Weighted sum of min-max normalised scores, or weighted reciprocal rank fusion."""
     weights = fusion_weights(list(scores), config)
@@ -323,6 +333,22 @@ class MemorySystem:
                                              cache=ResponseCache()))
         return self._judge
 
+    def prepare(self, config: RetrievalConfig, conversation_ids: Iterable[str]) -> dict[str, int]:
+        """Build the dense indexes that ``config`` needs on these conversations (none when no
+        question type of it uses dense retrieval or MMR); returns how many texts were embedded."""
+        wanted = set(conversation_ids)
+        embedder = self._retrievers["dense"].embedder
+        before = embedder.embedded if embedder is not None else 0
+        for question in self.questions.values():
+            if question.conversation_id not in wanted:
+                continue
+            cfg = config.for_type(self.question_type(question, config))
+            if uses_dense(cfg):
+                self._ensure_dense().unit_vectors(
+                    self.memories[question.conversation_id].units(cfg))
+        embedder = self._retrievers["dense"].embedder
+        return {"embedded": (embedder.embedded if embedder is not None else 0) - before}
+
     def embedding_counters(self) -> dict[str, int]:
         """Texts the embedding cache served (hits) and the model embedded (misses), so far."""
         embedder = self._retrievers["dense"].embedder
@@ -374,7 +400,7 @@ class MemorySystem:
         units = memory.units(cfg)
         query = memory.query(question, cfg)
         active = cfg.retrievers.split("+")
-        if "dense" in active or cfg.mmr_lambda < 1.0:
+        if uses_dense(cfg):
             dense = self._ensure_dense()
         scores = {name: memory.retriever_scores(name, units, query, cfg) for name in active}
         fused = self._ranking_scores(memory, units, query, scores, cfg, question)
