@@ -308,7 +308,9 @@ def _cpu_budget() -> int:
     try:
         import ray
 
-        if ray.is_initialized():
+        # Only a worker has assigned resources: the driver (which may embed too, e.g. with
+        # --workers 0 while Ray is up) is refused with an AssertionError.
+        if ray.is_initialized() and ray.get_runtime_context().get_actor_id() is not None:
             share = ray.get_runtime_context().get_assigned_resources().get("CPU")
             if share:
                 return max(1, int(share))
