@@ -44,9 +44,11 @@ def test_a_worker_node_dies_mid_evaluation_and_every_question_is_counted_once(cl
     made, worker = cluster
     bench = load_benchmark("synthetic", conversations=8, sessions=40, turns=25, questions=100)
     ids = [q.id for q in bench.questions]
-    # Stemming, stopwords and a wide window make each question slow enough to kill into.
-    config = load_preset("weak").with_values({"unit": "window", "window_size": 2,
-                                              "bm25_stemming": True, "top_k": 20})
+    # Eight configs that each need units and a BM25 index of their own: seconds of work on
+    # each shard, so the kill lands mid-evaluation even on a quiet machine.
+    configs = [load_preset("weak").with_values({
+        "unit": "window", "window_size": size, "bm25_stemming": stem, "bm25_stopwords": stop,
+        "top_k": 20}) for size in (1, 2) for stem in (True, False) for stop in (True, False)]
     with Evaluator(bench, workers=2, ray_address=made.address) as evaluator:
         before = evaluator.placement()
         nodes = {p["node"] for p in before}
@@ -54,25 +56,25 @@ def test_a_worker_node_dies_mid_evaluation_and_every_question_is_counted_once(cl
         outcome: dict = {}
 
         def evaluate() -> None:
-            outcome["results"] = evaluate_configs(evaluator, [config], ids, part="all",
+            outcome["results"] = evaluate_configs(evaluator, configs, ids, part="all",
                                                   objective="recall_in_context")
             outcome["finished"] = time.monotonic()
 
         thread = threading.Thread(target=evaluate)
         thread.start()
-        time.sleep(1.0)
+        time.sleep(0.5)
         killed_at = time.monotonic()
         made.remove_node(worker, allow_graceful=False)
         thread.join(timeout=300)
         assert not thread.is_alive(), "the evaluation did not finish after the node died"
         assert outcome["finished"] > killed_at, "finished before the kill: nothing was tested"
         after = evaluator.placement()
-    rows = outcome["results"][0].rows
-    assert [r["question_id"] for r in rows] == ids
-    assert len({r["question_id"] for r in rows}) == len(ids)
+    for result in outcome["results"]:
+        assert [r["question_id"] for r in result.rows] == ids
+        assert len({r["question_id"] for r in result.rows}) == len(ids)
     moved = [a for b, a in zip(before, after) if b["node"] == worker.node_id]
     assert moved and all(a["node"] != worker.node_id for a in moved)
-    # The same config in one process gives the same outcome: nothing lost, nothing doubled.
-    alone = evaluate_configs(Evaluator(bench, workers=0), [config], ids, part="all",
-                             objective="recall_in_context")[0]
-    assert outcome["results"][0].score == pytest.approx(alone.score)
+    # The same configs in one process give the same outcomes: nothing lost, nothing doubled.
+    alone = evaluate_configs(Evaluator(bench, workers=0), configs, ids, part="all",
+                             objective="recall_in_context")
+    assert [r.score for r in outcome["results"]] == pytest.approx([r.score for r in alone])

@@ -183,23 +183,22 @@ def test_the_area_under_the_curve_weighs_each_evaluation_by_its_cost():
 
 
 def test_the_winner_may_be_any_promoted_candidate(tmp_path, monkeypatch):
-    """The guard here accepts the second of the two promoted candidates of every round (which is
-    never candidate 0 or 1 once screening skipped some): the incumbent must be that candidate."""
+    """The guard here accepts the last of the promoted candidates of every round (index 2 or more
+    once screening skipped some): the incumbent must be that candidate."""
     import dataclasses
 
     import evolve.evolution as evolution
 
-    real = evolution.judge_candidate
-    calls: list[tuple[int, bool]] = []
+    real = evolution.judge_round
 
     def second_promoted(incumbent_rows, candidate_rows, objective, guard):
-        verdict = real(incumbent_rows, candidate_rows, objective, guard)
-        full = len(candidate_rows) == len(incumbent_rows)
-        accept = full and bool(calls) and calls[-1] == (1, False)
-        calls.append((int(full), accept))
-        return dataclasses.replace(verdict, decision="accepted" if accept else "rejected")
+        # The round's family, judged on full dev: accept only the last promoted candidate.
+        verdicts = real(incumbent_rows, candidate_rows, objective, guard)
+        last = len(verdicts) - 1
+        return [dataclasses.replace(v, decision="accepted" if i == last and last > 0
+                                    else "rejected") for i, v in enumerate(verdicts)]
 
-    monkeypatch.setattr(evolution, "judge_candidate", second_promoted)
+    monkeypatch.setattr(evolution, "judge_round", second_promoted)
     with RunStore(tmp_path / "m.duckdb") as store:
         outcome = evolve(store, EvolveSettings(benchmark="synthetic", workers=0, candidates=4,
                                                promote=2, max_rounds=2, seed=2))
