@@ -4,7 +4,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Callable, Mapping, Protocol, Sequence
+from typing import Any, Callable, Iterator, Mapping, Protocol, Sequence
 
 from benchmarks.errors import BenchmarkError
 from benchmarks.model import Benchmark
@@ -55,9 +55,7 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def read_json(path: Path, benchmark: str) -> Any:
-    """Parse a benchmark JSON file, turning every I/O and syntax problem into a BenchmarkError."""
-    path = Path(path)
+def _check_file(path: Path, benchmark: str) -> None:
     if not path.exists():
         raise BenchmarkError(path, "no such file.",
                              fix=f"pass the {benchmark} file with --data PATH, or run "
@@ -65,6 +63,70 @@ def read_json(path: Path, benchmark: str) -> Any:
     if path.is_dir():
         raise BenchmarkError(path, "is a directory, not a benchmark file.",
                              fix="pass the JSON file itself with --data.")
+
+
+def _starts_a_list(path: Path) -> bool:
+    """Whether the file's first non-blank character opens a JSON array (BOM allowed)."""
+    with open(path, "rb") as handle:
+        while block := handle.read(4096):
+            text = block.lstrip(b" \t\r\n\xef\xbb\xbf")
+            if text:
+                return text[:1] == b"["
+    return False
+
+
+def iter_json_list(path: Path, benchmark: str) -> Iterator[Any]:
+    """The items of a JSON file whose top level is a list, parsed one at a time (ijson), so a
+    multi-GB file (LongMemEval M) never sits in memory whole. A file whose top level is not a
+    list is parsed whole and yielded as one value, for the caller's sniff to name it. Syntax
+    and I/O problems become a BenchmarkError, as in read_json."""
+    import ijson
+
+    path = Path(path)
+    _check_file(path, benchmark)
+    try:
+        if not _starts_a_list(path):
+            yield read_json(path, benchmark)
+            return
+        with open(path, "rb") as handle:
+            # Floats as float (ijson's default is Decimal), like json.load.
+            yield from ijson.items(handle, "item", use_float=True)
+    except ijson.JSONError as exc:
+        raise BenchmarkError(path, f"is not valid JSON ({_first_line(exc)}); the file is "
+                             "truncated or corrupted.",
+                             fix=f"download it again ('memevolve data fetch {benchmark}') and "
+                                 "check it with 'memevolve data verify'.") from None
+    except UnicodeDecodeError as exc:
+        raise BenchmarkError(path, f"is not UTF-8 text ({exc.reason}).",
+                             fix="pass the benchmark's JSON file.") from None
+    except OSError as exc:
+        raise BenchmarkError(path, f"cannot be read ({exc.strerror}).",
+                             fix="check the path and its permissions.") from None
+
+
+def peek_json(path: Path, benchmark: str) -> Any:
+    """Enough of a JSON file for ``detect``: a list's first item (in a list), else the whole
+    value; every adapter sniffs a list by its first item."""
+    path = Path(path)
+    _check_file(path, benchmark)
+    if not _starts_a_list(path):
+        return read_json(path, benchmark)
+    items = iter_json_list(path, benchmark)
+    try:
+        first = next(items, None)
+    finally:
+        items.close()
+    return [] if first is None else [first]
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+def read_json(path: Path, benchmark: str) -> Any:
+    """Parse a benchmark JSON file, turning every I/O and syntax problem into a BenchmarkError."""
+    path = Path(path)
+    _check_file(path, benchmark)
     try:
         with open(path, "rb") as handle:
             return json.load(handle)

@@ -9,7 +9,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks._registry import detect, get_adapter, read_json, sha256_of
+from benchmarks._registry import detect, get_adapter, peek_json, sha256_of
 from benchmarks.errors import BenchmarkError
 from benchmarks.model import Benchmark
 
@@ -125,9 +125,8 @@ def verify(path: Path) -> Verification:
     if path.is_dir():
         found = ("membench", "")
     else:
-        raw = read_json(path, "benchmark")
-        found = detect(raw)
-        del raw
+        # The head of the file is enough to tell which benchmark it is (M is several GB).
+        found = detect(peek_json(path, "benchmark"))
     if found is None:
         raise BenchmarkError(path, "is not a file of any known benchmark (LoCoMo, LongMemEval, "
                              "MemBench).", fix="check that you passed the right file.")

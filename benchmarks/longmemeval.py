@@ -5,7 +5,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from benchmarks._registry import check_options, read_json, register, sha256_of
+from benchmarks._registry import (check_options, iter_json_list, peek_json, register,
+                                  sha256_of)
 from benchmarks.errors import BenchmarkError, LoadWarnings
 from benchmarks.model import Benchmark, Conversation, Question, Session, Turn
 
@@ -26,13 +27,13 @@ def unit_id(session_index: int, turn_index: int) -> str:
     return f"S{session_index}:{turn_index}"
 
 
-def infer_variant(path: Path, raw: list[Any]) -> str:
-    """From the file name when it says, else from the haystack size (oracle ~2, S ~48, M ~500)."""
+def infer_variant(path: Path, sizes: list[int]) -> str:
+    """From the file name when it says, else from the haystack sizes, in sessions per question
+    (oracle ~2, S ~48, M ~500)."""
     stem = path.stem.lower()
     for variant in VARIANTS:
         if stem.endswith(f"_{variant}") or f"_{variant}_" in stem:
             return variant
-    sizes = [len(q.get("haystack_sessions") or []) for q in raw if isinstance(q, dict)]
     mean = sum(sizes) / max(len(sizes), 1)
     return "oracle" if mean < 10 else "s" if mean < 150 else "m"
 
@@ -57,27 +58,36 @@ class LongMemEvalAdapter:
         if variant is not None and variant not in VARIANTS:
             raise BenchmarkError(path, f"unknown LongMemEval variant '{variant}'.",
                                  field="variant", fix=f"use one of {', '.join(VARIANTS)}.")
-        raw = read_json(path, self.name)
-        if self.sniff(raw) is None:
-            from benchmarks.locomo import _other_benchmark_hint
-
-            raise BenchmarkError(path, "is not a LongMemEval file: expected a JSON list of "
-                                 "questions with 'question_id' and 'haystack_sessions'.",
-                                 fix=_other_benchmark_hint(raw))
-        variant = variant or infer_variant(path, raw)
         warnings = LoadWarnings()
         conversations: list[Conversation] = []
         questions: list[Question] = []
+        sizes: list[int] = []
         seen: set[str] = set()
-        for position, record in enumerate(raw):
-            conversation, question = _load_question(path, position, record, warnings)
+        # One text object per distinct turn text: filler sessions recur across haystacks (M:
+        # ~500 sessions per question from one pool), and a parser makes a new string each time.
+        texts: dict[str, str] = {}
+        # Streamed record by record: the M file is several GB.
+        for position, record in enumerate(iter_json_list(path, self.name)):
+            if position == 0 and self.sniff([record]) is None:
+                from benchmarks.locomo import _other_benchmark_hint
+
+                raise BenchmarkError(path, "is not a LongMemEval file: expected a JSON list of "
+                                     "questions with 'question_id' and 'haystack_sessions'.",
+                                     fix=_other_benchmark_hint(peek_json(path, self.name)))
+            conversation, question = _load_question(path, position, record, warnings, texts)
             if question.id in seen:
                 raise BenchmarkError(path, "two records share a question_id.",
                                      record=question.id, field="question_id",
                                      fix="use the official file.")
             seen.add(question.id)
+            sizes.append(len(conversation.sessions))
             conversations.append(conversation)
             questions.append(question)
+        if not questions:
+            raise BenchmarkError(path, "is not a LongMemEval file: expected a JSON list of "
+                                 "questions with 'question_id' and 'haystack_sessions'.",
+                                 fix="pass the official longmemeval_*.json file.")
+        variant = variant or infer_variant(path, sizes)
         return Benchmark(name=self.name, variant=variant, source=str(path), sha256=sha256_of(path),
                          conversations=tuple(conversations), questions=tuple(questions),
                          warnings=warnings.counts)
@@ -95,8 +105,8 @@ def _field(path: Path, record: str, obj: dict, name: str, kind: type | tuple[typ
     return value
 
 
-def _load_question(path: Path, position: int, record: Any,
-                   warnings: LoadWarnings) -> tuple[Conversation, Question]:
+def _load_question(path: Path, position: int, record: Any, warnings: LoadWarnings,
+                   texts: dict[str, str]) -> tuple[Conversation, Question]:
     if not isinstance(record, dict):
         raise BenchmarkError(path, "is not a question object.", record=f"#{position}",
                              fix="use the official file.")
@@ -136,7 +146,8 @@ def _load_question(path: Path, position: int, record: Any,
                 if str(turn["role"]) == "user":
                     target_turns.append(uid)
             turns.append(Turn(id=uid, session_index=index, turn_index=t_pos + 1,
-                              speaker=str(turn["role"]), text=str(turn["content"])))
+                              speaker=str(turn["role"]),
+                              text=texts.setdefault(text := str(turn["content"]), text)))
         if session_id in gold_ids:
             gold_sessions.append(index)
         sessions.append(Session(index=index, date=date, date_text=str(date_text),

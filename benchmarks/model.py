@@ -101,6 +101,12 @@ class Benchmark(BaseModel):
     def conversation_by_id(self) -> dict[str, Conversation]:
         return {c.id: c for c in self.conversations}
 
+    def without_conversations(self) -> Benchmark:
+        """The same benchmark with its questions but no conversations: what a driver keeps once
+        the shard actors hold the haystacks (counts() then counts no conversation)."""
+        fields = {name: getattr(self, name) for name in type(self).model_fields}
+        return Benchmark.model_construct(**{**fields, "conversations": ()})
+
     @property
     def key(self) -> str:
         """Identity of the benchmark's content for caches and the run store."""

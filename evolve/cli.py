@@ -10,7 +10,8 @@ import typer
 from benchmarks.errors import MemevolveError
 from evolve.bench.cli import bench_app
 from evolve.cli_options import build_settings, option_for, settings_options
-from evolve.console import BenchmarkOptionOpt, console, fail, table, user_errors
+from evolve.console import (BenchmarkOptionOpt, EmbedderOpt, console, embedder_spec, fail, table,
+                            user_errors)
 from evolve.router.cli import routed_eval, router_app
 from evolve.settings import EvolveSettings
 
@@ -223,7 +224,7 @@ def eval_command(
                                            "per question to stay within (picks the lambda)."),
     llm_timeout: Optional[float] = LLMTimeoutOpt, llm_retries: Optional[int] = LLMRetriesOpt,
     llm_concurrency: Optional[int] = LLMConcurrencyOpt,
-    oracle_gold_categories: bool = OracleOpt,
+    oracle_gold_categories: bool = OracleOpt, embedder: Optional[str] = EmbedderOpt,
 ) -> None:
     """Evaluate one config (or a router) on a benchmark in parallel; store every outcome."""
     import time
@@ -232,7 +233,7 @@ def eval_command(
     from benchmarks import load_benchmark, parse_options
     from benchmarks.splits import make_split
     from evolve.evaluation import Evaluator, evaluate_configs, objective_column
-    from evolve.memory.system import EmbedderSpec, LLMSpec
+    from evolve.memory.system import LLMSpec
     from evolve.reporting import (category_table, invalid_reasons, official_retrieval_table,
                                   print_invalid, question_type_table)
     from evolve.store import RunStore
@@ -267,11 +268,17 @@ def eval_command(
                               "oracle_gold_categories": oracle_gold_categories})
             console.print(f"run {run_id}: evaluating {config.config_hash} on {len(ids)} "
                           f"{bench.name} {part} questions")
+            # Once the actors hold the haystacks the driver keeps only the questions (and drops
+            # its own reference here): a second copy of LongMemEval S/M would not fit.
+            evaluator = Evaluator(bench, workers=workers, ray_address=ray_address,
+                                  embedder=embedder_spec(embedder),
+                                  llm=LLMSpec(answer=answer, judge=judge), progress=True,
+                                  oracle_gold_categories=oracle_gold_categories,
+                                  hold_conversations=False)
+            name = bench.name
+            del bench
             try:
-                with Evaluator(bench, workers=workers, ray_address=ray_address,
-                               embedder=EmbedderSpec(), llm=LLMSpec(answer=answer, judge=judge),
-                               progress=True,
-                               oracle_gold_categories=oracle_gold_categories) as evaluator:
+                with evaluator:
                     result = evaluate_configs(evaluator, [config], ids, part=part,
                                               objective=objective, store=store,
                                               run_id=run_id)[0]
@@ -283,7 +290,7 @@ def eval_command(
             store.finish_run(run_id, "failed" if all_invalid else "done")
     if not all_invalid:
         oracle = " ORACLE: overrides by GOLD category" if config.routes_on_gold else ""
-        console.print(category_table(f"{bench.name} {part} ({len(ids)} questions), config "
+        console.print(category_table(f"{name} {part} ({len(ids)} questions), config "
                                      f"{config.config_hash}{oracle}", result.rows))
         types = question_type_table(f"question-type predictor {config.question_types} "
                                     "(trained on dev) on these questions", result.rows)

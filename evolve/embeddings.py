@@ -425,13 +425,15 @@ class OnnxEmbedder:
     def _exported(self, source: Path) -> Path:
         """The ONNX file of ``source``, exported (and quantised) on first use by one process
         while the others wait on a file lock."""
-        import onnxruntime
-        import torch
+        from importlib.metadata import version
+
         from filelock import FileLock
 
+        # Versions from the package metadata: importing torch only to read its version would
+        # add ~300 MB to every process that embeds with onnx.
         key = hashlib.sha256("|".join(map(str, (
-            ONNX_EXPORT_VERSION, source.resolve(), self.quantize, torch.__version__,
-            onnxruntime.__version__))).encode()).hexdigest()[:16]
+            ONNX_EXPORT_VERSION, source.resolve(), self.quantize, version("torch"),
+            version("onnxruntime")))).encode()).hexdigest()[:16]
         folder = (self.export_dir or default_cache_dir() / "onnx") / f"{source.name}-{key}"
         target = folder / ("model.int8.onnx" if self.quantize else "model.onnx")
         if target.is_file():
@@ -439,8 +441,23 @@ class OnnxEmbedder:
         folder.mkdir(parents=True, exist_ok=True)
         with FileLock(str(folder / ".lock")):
             if not target.is_file():
-                _export_onnx(source, target, self.quantize)
+                _export_in_child(source, target, self.quantize)
         return target
+
+
+def _export_in_child(source: Path, target: Path, quantize: bool) -> None:
+    """Export in a child process: torch and sentence-transformers (~1 GB resident) leave with
+    it instead of staying in every process that embeds with onnx."""
+    import multiprocessing
+
+    child = multiprocessing.get_context("spawn").Process(
+        target=_export_onnx, args=(source, target, quantize), name="memevolve-onnx-export")
+    child.start()
+    child.join()
+    if child.exitcode != 0 or not target.is_file():
+        raise EmbeddingError(f"exporting {source} to ONNX failed (exit code {child.exitcode}).",
+                             fix="see the error above; the sentence-transformers backend needs "
+                                 "no export.")
 
 
 def _export_onnx(source: Path, target: Path, quantize: bool) -> None:

@@ -6,7 +6,7 @@ import math
 import os
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
 
 from benchmarks.errors import MemevolveError
 from benchmarks.model import Benchmark
@@ -89,8 +89,11 @@ class Evaluator:
     def __init__(self, benchmark: Benchmark, *, workers: int | None = None,
                  ray_address: str | None = None, embedder: EmbedderSpec | None = None,
                  llm: LLMSpec | None = None, progress: bool = False,
-                 oracle_gold_categories: bool = False) -> None:
+                 oracle_gold_categories: bool = False, hold_conversations: bool = True) -> None:
         self.benchmark = benchmark
+        #: False: once Ray actors hold the shards, ``benchmark`` keeps the questions only, so
+        #: the driver holds no second copy of every haystack (the caller drops its own).
+        self.hold_conversations = hold_conversations
         self.oracle_gold_categories = oracle_gold_categories
         self.artefacts: dict[str, dict[str, Any]] = {}
         self.embedder = embedder or EmbedderSpec()
@@ -135,21 +138,30 @@ class Evaluator:
             # SPREAD: on a cluster, shards go to different nodes (one node alone: no effect).
             self._actors.append(ShardActor.options(scheduling_strategy="SPREAD").remote(
                 *shard_data, self.embedder, self.llm, self.oracle_gold_categories))
-        if self.artefacts:
-            ray.get([actor.add_artefacts.remote(self.artefacts) for actor in self._actors])
+        if not self.hold_conversations:
+            # The actors hold the haystacks now: the driver keeps the questions only.
+            self.benchmark = self.benchmark.without_conversations()
 
     def add_artefacts(self, artefacts: dict[str, dict[str, Any]]) -> None:
-        """Give every memory system the learned parts (by hash) that configs reference."""
+        """Give every memory system the learned parts (by hash) that configs reference. The
+        actors get them with each call that needs them (see _artefacts_for), never once: an
+        actor that Ray restarts runs only its constructor and would have lost them."""
         new = {k: v for k, v in artefacts.items() if k not in self.artefacts}
         if not new:
             return
         self.artefacts.update(new)
         if self._local is not None:
             self._local.add_artefacts(new)
-        elif self._actors:
-            import ray
 
-            ray.get([actor.add_artefacts.remote(new) for actor in self._actors])
+    def _artefacts_for(self, configs: Iterable[RetrievalConfig]) -> Any:
+        """The artefacts these configs reference, for calls to the actors: put in Ray's object
+        store once per batch of calls, not serialised again with every call."""
+        import ray
+
+        needed = {c.question_types: self.artefacts[c.question_types] for c in configs
+                  if c.question_types and not c.routes_on_gold
+                  and c.question_types in self.artefacts}
+        return ray.put(needed) if needed else {}
 
     def placement(self) -> list[dict[str, Any]]:
         """Per shard: the node id and process id of its actor (after a restart: the new one)."""
@@ -160,6 +172,20 @@ class Evaluator:
 
         return [{"shard": i, **where} for i, where in
                 enumerate(ray.get([actor.where.remote() for actor in self._actors]))]
+
+    def on_shards(self, work: Callable[..., Any], *args: Any) -> list[Any]:
+        """``work(memory_system, *args)`` on every shard (in this process with workers=0), one
+        result per shard in shard order: what a benchmark of the stages runs on the actors."""
+        self._start()
+        if self._local is not None:
+            return [work(self._local, *args)]
+        import ray
+
+        # Every artefact: ``work`` may route any config.
+        artefacts = ray.put(self.artefacts) if self.artefacts else {}
+        results = dict(self._gather([(shard, "apply", (artefacts, work, *args))
+                                     for shard in range(len(self._actors))]))
+        return [results[shard] for shard in range(len(self._actors))]
 
     def embedding_counters(self) -> dict[str, int]:
         """Embedding cache hits and misses summed over this evaluator's memory systems."""
@@ -218,7 +244,9 @@ class Evaluator:
                 return {"embedded": embedded}
             import ray
 
-            calls = [(shard, "prepare", (payload, convs)) for payload, convs, shard in work]
+            artefacts = self._artefacts_for(config for config, _ in jobs)
+            calls = [(shard, "prepare", (artefacts, payload, convs))
+                     for payload, convs, shard in work]
             for index, done in self._gather(calls):
                 embedded += done["embedded"]
                 progress.advance(len(work[index][1]), texts=done["embedded"])
@@ -285,6 +313,7 @@ class Evaluator:
                     out.append((rows, call_rows))
             return out
 
+        artefacts = self._artefacts_for(config for config, _ in jobs)
         calls: list[tuple[int, str, tuple]] = []
         job_of_call: list[int] = []
         for job_index, (config, ids) in enumerate(jobs):
@@ -294,7 +323,8 @@ class Evaluator:
                 by_shard.setdefault(self._shard_of[qid], []).append(qid)
             for shard, shard_ids in by_shard.items():
                 for start in range(0, len(shard_ids), CHUNK):
-                    calls.append((shard, "evaluate", (payload, shard_ids[start:start + CHUNK])))
+                    calls.append((shard, "evaluate",
+                                  (artefacts, payload, shard_ids[start:start + CHUNK])))
                     job_of_call.append(job_index)
         results: list[dict[str, dict[str, Any]]] = [{} for _ in jobs]
         call_rows_of: list[list[dict[str, Any]]] = [[] for _ in jobs]

@@ -35,6 +35,9 @@ def start_ray(workers: int, address: str | None) -> None:
         ray.init(log_to_driver=True, **options)
         return
     log = ray_log_path()
+    # Made here, not only by _native_stderr_to, which leaves a replaced stderr (a test
+    # harness's) alone and so would not create it.
+    log.parent.mkdir(parents=True, exist_ok=True)
     _native_stderr_to(log)
     # Some start-up notices come through Python's stderr, not the native one.
     with open(log, "a") as out, contextlib.redirect_stderr(out):
@@ -76,16 +79,23 @@ class ShardActor:
         self.system = MemorySystem(conversations, questions, embedder, llm,
                                    oracle_gold_categories=oracle_gold_categories)
 
-    def add_artefacts(self, artefacts: dict[str, dict[str, Any]]) -> None:
+    # Each call brings the artefacts (question-type predictors) its config references: a
+    # restarted actor has only its constructor's arguments, so nothing sent once would survive.
+    def evaluate(self, artefacts: dict[str, dict[str, Any]], config_json: str,
+                 question_ids: list[str]):
         self.system.add_artefacts(artefacts)
-
-    def evaluate(self, config_json: str, question_ids: list[str]):
         config = RetrievalConfig.model_validate_json(config_json)
         return self.system.evaluate(config, question_ids)
 
-    def prepare(self, config_json: str, conversation_ids: list[str]) -> dict[str, int]:
+    def prepare(self, artefacts: dict[str, dict[str, Any]], config_json: str,
+                conversation_ids: list[str]) -> dict[str, int]:
+        self.system.add_artefacts(artefacts)
         config = RetrievalConfig.model_validate_json(config_json)
         return self.system.prepare(config, conversation_ids)
+
+    def apply(self, artefacts: dict[str, dict[str, Any]], work: Any, *args: Any) -> Any:
+        self.system.add_artefacts(artefacts)
+        return work(self.system, *args)
 
     def embedding_counters(self) -> dict[str, int]:
         return self.system.embedding_counters()

@@ -320,16 +320,18 @@ CREATE TABLE IF NOT EXISTS bench_throughput (
 CREATE TABLE IF NOT EXISTS bench_scale (
     run_id        VARCHAR NOT NULL,
     benchmark_key VARCHAR NOT NULL,
-    stage         VARCHAR NOT NULL,         -- units | bm25-index | dense-index-cold |
-                                            -- dense-index-cached | evaluator-start |
-                                            -- evaluate-bm25 | evaluate-hybrid
-    n             INTEGER NOT NULL,         -- questions timed (evaluator-start: 1)
-    total_s       DOUBLE NOT NULL,
+    stage         VARCHAR NOT NULL,         -- evolve.bench.scale COLD_STAGES, WARM_STAGES
+    n             INTEGER NOT NULL,         -- questions timed (1: a stage timed as a whole)
+    total_s       DOUBLE NOT NULL,          -- wall clock of the stage
     mean_ms       DOUBLE NOT NULL,
     p50_ms        DOUBLE NOT NULL,
     p95_ms        DOUBLE NOT NULL,
     max_ms        DOUBLE NOT NULL,
-    texts         BIGINT NOT NULL,          -- texts embedded or looked up (dense stages)
+    texts         BIGINT NOT NULL,          -- texts embedded or looked up (embedding stages)
     cache_hits    BIGINT NOT NULL,
+    driver_peak_mb DOUBLE,                  -- peak RSS (MiB) up to the stage's end; NULL in
+    actors_peak_mb DOUBLE,                  -- rows of schema 5: sum over the actors,
+    actor_peaks_mb DOUBLE[],                -- each actor's (shard order),
+    tree_peak_mb  DOUBLE,                   -- the sampled process tree (Ray's processes too)
     PRIMARY KEY (run_id, stage)
 );

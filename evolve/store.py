@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from benchmarks.model import Benchmark
     from benchmarks.splits import Split
 
-SCHEMA_VERSION = "5"
+SCHEMA_VERSION = "6"
 #: Version -> (next version, statements upgrading a store file to it), applied in order.
 MIGRATIONS: dict[str, tuple[str, tuple[str, ...]]] = {
     "4": ("5", ("ALTER TABLE runs ADD COLUMN owner_host VARCHAR",
@@ -34,6 +34,10 @@ MIGRATIONS: dict[str, tuple[str, tuple[str, ...]]] = {
                 "ALTER TABLE runs ADD COLUMN owner_started BIGINT",
                 "ALTER TABLE rounds ADD COLUMN diagnoser_fallback VARCHAR",
                 "ALTER TABLE candidates ALTER COLUMN config_hash DROP NOT NULL")),
+    "5": ("6", ("ALTER TABLE bench_scale ADD COLUMN driver_peak_mb DOUBLE",
+                "ALTER TABLE bench_scale ADD COLUMN actors_peak_mb DOUBLE",
+                "ALTER TABLE bench_scale ADD COLUMN actor_peaks_mb DOUBLE[]",
+                "ALTER TABLE bench_scale ADD COLUMN tree_peak_mb DOUBLE")),
 }
 DEFAULT_PATH = Path("runs/memevolve.duckdb")
 RUN_KINDS = ("eval", "evolve", "bench", "router")

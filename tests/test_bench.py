@@ -159,16 +159,48 @@ def test_eval_smoke_measures_every_phase_cold_to_new_process(tmp_path):
 
 def test_scale_smoke_times_each_stage_and_the_cache_serves_the_second_pass(tmp_path,
                                                                             longmemeval_path):
+    from evolve.bench.scale import COLD_STAGES, WARM_STAGES
+
     db = tmp_path / "b.duckdb"
     _invoke("scale", "--smoke", "--data", str(longmemeval_path), "--db", str(db),
             "--out", str(tmp_path / "out"))
     with RunStore(db) as store:
         rows = {r["stage"]: r for r in store.query("SELECT * FROM bench_scale")}
-    assert set(rows) == {"units", "bm25-index", "dense-index-cold", "dense-index-cached",
-                         "evaluator-start", "evaluate-bm25", "evaluate-hybrid"}
-    assert all(r["n"] == 5 for name, r in rows.items() if name != "evaluator-start")
-    assert rows["dense-index-cold"]["cache_hits"] == 0 < rows["dense-index-cold"]["texts"]
-    assert rows["dense-index-cached"]["cache_hits"] == rows["dense-index-cached"]["texts"]
+    assert set(rows) == set(COLD_STAGES + WARM_STAGES)
+    for name in ("units", "bm25-index", "evaluation", "units-warm", "evaluation-warm"):
+        assert rows[name]["n"] == 5
+    assert rows["embedding-cold"]["cache_hits"] < rows["embedding-cold"]["texts"]
+    assert rows["embedding-warm"]["cache_hits"] == rows["embedding-warm"]["texts"] > 0
+    # In this process (--smoke: workers 0) there is no actor, and the driver's peak only grows.
+    assert all(r["actor_peaks_mb"] == [] and r["driver_peak_mb"] > 0 for r in rows.values())
+    assert rows["evaluation"]["driver_peak_mb"] >= rows["load"]["driver_peak_mb"]
+    assert "| embedding-warm |" in (tmp_path / "out" / "scale.md").read_text()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_scale_on_ray_reports_each_actors_peak_memory(tmp_path):
+    db = tmp_path / "b.duckdb"
+    _invoke("scale", "-b", "synthetic", "--benchmark-option", "shape=longmemeval",
+            "--benchmark-option", "questions=4", "--benchmark-option", "sessions=3",
+            "--workers", "2", "--embedder", "onnx", "--db", str(db),
+            "--out", str(tmp_path / "out"))
+    with RunStore(db) as store:
+        rows = {r["stage"]: r for r in store.query("SELECT * FROM bench_scale")}
+    assert rows["load"]["actor_peaks_mb"] == []
+    for name in ("start", "embedding-cold", "evaluation-warm"):
+        peaks = rows[name]["actor_peaks_mb"]
+        assert len(peaks) == 2 and all(p > 50 for p in peaks)
+        assert rows[name]["actors_peak_mb"] == pytest.approx(sum(peaks))
+    # The actors embedded with onnx: texts asked cold, every one served by the cache warm.
+    assert rows["embedding-cold"]["texts"] > rows["embedding-cold"]["cache_hits"]
+    assert rows["embedding-warm"]["cache_hits"] == rows["embedding-warm"]["texts"]
+
+
+def test_scale_refuses_an_unknown_embedder(tmp_path):
+    result = runner.invoke(app, ["bench", "scale", "--smoke", "--embedder", "word2vec",
+                                 "--db", str(tmp_path / "b.duckdb")])
+    assert result.exit_code == 2 and "use one of" in result.output
 
 
 def test_a_store_without_the_bench_tables_is_refused_with_a_fix(tmp_path):

@@ -22,7 +22,8 @@ def bench():
 
 @pytest.fixture(scope="module")
 def ray_evaluator(bench):
-    evaluator = Evaluator(bench, workers=2)
+    # Every Ray test here runs with the driver's copy of the haystacks dropped.
+    evaluator = Evaluator(bench, workers=2, hold_conversations=False)
     yield evaluator
     evaluator.close()
     import ray
@@ -74,6 +75,39 @@ def test_a_killed_worker_loses_and_duplicates_no_question(bench, ray_evaluator):
     assert [r["question_id"] for r in rows] == _ids(bench)
     new_pids = ray.get([a.pid.remote() for a in ray_evaluator._actors])
     assert new_pids[0] != pids[0]
+
+
+def test_a_restarted_worker_still_routes_with_the_question_type_predictor(bench, ray_evaluator):
+    """Ray rebuilds a dead actor from its constructor's arguments alone: a predictor handed
+    over afterwards must come again with the calls that need it."""
+    import ray
+
+    from evolve.question_types import train_body
+    from search_space.artefacts import artefact_hash
+
+    body = train_body(list(bench.questions))
+    config = load_preset("weak").with_values({"top_k": 1}, category="2").model_copy(
+        update={"question_types": artefact_hash(body)})
+    ray_evaluator.add_artefacts({artefact_hash(body): body})
+    first, _ = ray_evaluator.run([(config, _ids(bench))])[0]
+    pids = ray.get([a.pid.remote() for a in ray_evaluator._actors])
+    os.kill(pids[0], signal.SIGKILL)
+    again, _ = ray_evaluator.run([(config.with_values({"bm25_k1": 1.1}), _ids(bench))])[0]
+    assert ray.get(ray_evaluator._actors[0].pid.remote()) != pids[0]
+    assert [r["question_type"] for r in again] == [r["question_type"] for r in first]
+    assert {r["question_type"] for r in first} >= {"2"}
+
+
+def test_once_the_actors_hold_the_shards_the_driver_keeps_only_the_questions(bench,
+                                                                           ray_evaluator):
+    ray_evaluator.placement()
+    assert ray_evaluator.benchmark.conversations == ()
+    assert ray_evaluator.benchmark.questions == bench.questions
+    assert ray_evaluator.benchmark.key == bench.key
+    # In this process the memory system needs them: an in-process evaluator keeps them.
+    local = Evaluator(bench, workers=0, hold_conversations=False)
+    local.run([(load_preset("weak"), _ids(bench)[:3])])
+    assert local.benchmark is bench
 
 
 def test_stored_outcomes_are_reused_not_recomputed(bench, tmp_path):

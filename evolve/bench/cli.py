@@ -11,7 +11,8 @@ from typing import Optional
 import typer
 
 from benchmarks.errors import MemevolveError
-from evolve.console import BenchmarkOptionOpt, console, table, user_errors
+from evolve.console import (BenchmarkOptionOpt, EmbedderOpt, console, embedder_spec, table,
+                            user_errors)
 
 bench_app = typer.Typer(help="Benchmarks of memevolve itself: search efficiency against other "
                         "strategies, evaluation throughput, scale on LongMemEval.",
@@ -232,51 +233,76 @@ def eval_command(
 @bench_app.command("scale")
 @user_errors
 def scale_command(
-    data: Optional[Path] = typer.Option(None, "--data", help="LongMemEval file, oracle or S "
+    benchmark: str = typer.Option("longmemeval", "--benchmark", "-b", help="longmemeval (a "
+                                  "file), or synthetic with --benchmark-option "
+                                  "shape=longmemeval (S size by default, M with sessions=500)."),
+    data: Optional[Path] = typer.Option(None, "--data", help="LongMemEval file, oracle, S or M "
                                         "(default: the fetched oracle)."),
-    variant: Optional[str] = typer.Option(None, help="oracle, s or m (inferred)."),
-    limit: Optional[int] = typer.Option(None, help="Only the first N questions (S: cold "
-                                        "embedding is ~500 turns per question)."),
-    workers: Optional[int] = typer.Option(None, help="Ray workers of the evaluation stages "
-                                          "(default: one per core; 0 = in this process)."),
+    benchmark_option: Optional[list[str]] = BenchmarkOptionOpt,
+    variant: Optional[str] = typer.Option(None, help="LongMemEval: oracle, s or m (inferred)."),
+    limit: Optional[int] = typer.Option(None, help="Only the first N questions."),
+    preset: Optional[str] = typer.Option(None, help="The config measured: weak or strong "
+                                         "(default strong, a hybrid)."),
+    config_file: Optional[Path] = typer.Option(None, "--config", help="The config measured, "
+                                               "as a YAML file (e.g. index_roles: user)."),
+    embedder: Optional[str] = EmbedderOpt,
+    workers: Optional[int] = typer.Option(None, help="Ray workers (default: one per core; "
+                                          "0 = in this process)."),
     db: Path = DbOpt, out: Path = OutOpt, smoke: bool = SmokeOpt,
 ) -> None:
-    """LongMemEval: per-question index build, embedding cold and cached, evaluation time."""
-    from benchmarks import load_benchmark
-    from benchmarks.splits import make_split
+    """Wall time and peak memory (driver, each actor) of every stage: load, units, BM25 index,
+    embedding cold and warm, evaluation."""
+    from benchmarks import load_benchmark, parse_options
     from evolve.bench.scale import first_questions, measure_scale, scale_markdown
+    from search_space.config import load_config, load_preset
 
+    if config_file is not None and preset is not None:
+        raise MemevolveError("pass either --config or --preset, not both.")
+    config = load_config(config_file) if config_file else load_preset(preset or "strong")
+    spec = embedder_spec(embedder)
     limit = limit if limit is not None else (5 if smoke else None)
     workers = workers if workers is not None else (0 if smoke else None)
-    full = load_benchmark("longmemeval", data, variant=variant)
-    bench = first_questions(full, limit)
-    command = " ".join(["memevolve bench scale", *(["--smoke"] if smoke else [])]
+    options = parse_options(benchmark_option)
+    command = " ".join(["memevolve bench scale", *(["--smoke"] if smoke else []),
+                        "-b", benchmark]
                        + (["--data", _quote(data)] if data else [])
+                       + [f"--benchmark-option {k}={_quote(v)}" for k, v in options.items()]
                        + (["--variant", variant] if variant else [])
                        + (["--limit", str(limit)] if limit is not None and not smoke else [])
+                       + (["--config", _quote(config_file)] if config_file else
+                          ["--preset", preset or "strong"])
+                       + (["--embedder", embedder] if embedder else [])
                        + (["--workers", str(workers)] if workers is not None and not smoke
                           else []))
     run_id = _bench_id("scale")
-    store = _open_store(db)
-    try:
-        store.create_run(run_id, "bench", bench, make_split(bench, "all"),
-                         {"command": command, "limit": limit, "workers": workers})
-        with tempfile.TemporaryDirectory(prefix="memevolve-scale-") as cache_dir:
-            rows = measure_scale(bench, Path(cache_dir), workers=workers,
+    # Checked before the long measurement, written after it: the file stays free meanwhile.
+    _open_store(db).close()
+
+    def load():
+        return first_questions(load_benchmark(benchmark, data, variant=variant, **options),
+                               limit)
+
+    with tempfile.TemporaryDirectory(prefix="memevolve-scale-") as cache_dir:
+        measured = measure_scale(load, config, spec, Path(cache_dir), workers=workers,
                                  report=lambda line: console.print(line))
+    bench, rows, counts = measured.benchmark, measured.rows, measured.counts
+    with _open_store(db) as store:
+        store.create_run(run_id, "bench", bench, measured.split,
+                         {"command": command, "limit": limit, "workers": workers,
+                          "config": config.canonical_json(), "embedder": spec.backend})
         with store.transaction():
             store.insert_rows("bench_scale", [{"run_id": run_id,
                                                "benchmark_key": bench.key, **r} for r in rows])
         store.finish_run(run_id, "done")
-    finally:
-        store.close()
-    turns = sum(len(c.turns) for c in bench.conversations)
-    console.print(table(f"LongMemEval {bench.variant}: {len(bench.questions)} questions, "
-                        f"{turns} turns (run {run_id})",
-                        ["stage", "n", "total s", "mean ms", "p50 ms", "p95 ms", "max ms",
-                         "texts", "cache hits"],
-                        [[r["stage"], r["n"], r["total_s"], r["mean_ms"], r["p50_ms"],
-                          r["p95_ms"], r["max_ms"], r["texts"], r["cache_hits"]]
-                         for r in rows]))
-    path = _write_markdown(out, "scale", command, scale_markdown(rows, bench))
+    console.print(table(f"{bench.name} {bench.variant}: {counts['questions']} questions, "
+                        f"{counts['turns']} turns (run {run_id})",
+                        ["stage", "wall s", "p50 ms", "p95 ms", "texts", "cache hits",
+                         "driver MiB", "actors MiB", "sum MiB", "tree MiB"],
+                        [[r["stage"], round(r["total_s"], 1), round(r["p50_ms"], 1),
+                          round(r["p95_ms"], 1), r["texts"], r["cache_hits"],
+                          round(r["driver_peak_mb"]),
+                          " + ".join(f"{p:.0f}" for p in r["actor_peaks_mb"]) or "-",
+                          round(r["driver_peak_mb"] + r["actors_peak_mb"]),
+                          round(r["tree_peak_mb"])] for r in rows]))
+    path = _write_markdown(out, "scale", command, scale_markdown(measured))
     console.print(f"table {path}")
