@@ -51,7 +51,7 @@ class LLMSettings(BaseModel):
                              "timeouts, rate limits, connection and server errors.")
     backoff_s: float = Field(default=1.0, ge=0, description="First retry delay; doubles per "
                              "retry, with jitter; a server's Retry-After takes precedence.")
-    breaker_after: int = Field(default=3, ge=1, description="Failed calls in a row after which "
+    breaker_after: int = Field(default=3, ge=1, description="Failed requests in a row after which "
                                "the endpoint is not called any more (its circuit opens).")
     breaker_cooldown_s: float = Field(default=300.0, gt=0, description="How long an open "
                                       "circuit refuses calls before one trial call may go.")
@@ -294,25 +294,39 @@ class LLMClient:
             raise LLMUnavailable(f"LLM {self.settings.model} not called: {refusal}. Fix: check "
                                  f"the server at {self.settings.api_base or 'the provider'}, "
                                  "then resume or rerun.", None)
-        policy = retrying(attempts=self.settings.max_retries + 1, retry_on=_is_retryable,
+        # No retry once the breaker has opened: a hung endpoint costs `breaker_after`
+        # timeouts in all, not that many calls times their retries.
+        policy = retrying(attempts=self.settings.max_retries + 1,
+                          retry_on=lambda exc: _is_retryable(exc)
+                          and self.breaker.refusal() is None,
                           first_s=self.settings.backoff_s, what=f"LLM {self.settings.model}")
         attempts = 0
         try:
             for attempt in policy:
                 with attempt:
                     attempts = attempt.retry_state.attempt_number
-                    response = litellm.completion(
-                        model=self.settings.model, messages=messages,
-                        api_base=self.settings.api_base, api_key=self._api_key(),
-                        timeout=self.settings.timeout_s,
-                        # Retries are ours (one policy, counted, logged): none inside litellm.
-                        num_retries=0, max_retries=0, **request)
+                    try:
+                        response = litellm.completion(
+                            model=self.settings.model, messages=messages,
+                            api_base=self.settings.api_base, api_key=self._api_key(),
+                            timeout=self.settings.timeout_s,
+                            # Retries are ours (one policy, counted, logged): none in litellm.
+                            num_retries=0, max_retries=0, **request)
+                    except Exception as exc:
+                        # Each failed request counts, except a rate limit: it says the
+                        # endpoint lives and when to come back, so only a call that gives
+                        # up on it counts (below).
+                        if not isinstance(exc, openai.RateLimitError):
+                            self.breaker.failed(self._redact(_describe(exc)),
+                                                fatal=_endpoint_refuses(exc))
+                        raise
         except Exception as exc:  # noqa: BLE001 - every failure is recorded before it is raised
             retryable = _is_retryable(exc)
             problem = self._redact(_describe(exc))
             call = self._record(key, purpose, started, cached=False, attempts=attempts,
                                 error=problem)
-            self.breaker.failed(problem, fatal=_endpoint_refuses(exc))
+            if isinstance(exc, openai.RateLimitError):
+                self.breaker.failed(problem)
             if retryable:
                 raise LLMUnavailable(
                     f"LLM {self.settings.model} unavailable after {attempts} attempts: "

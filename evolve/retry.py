@@ -91,7 +91,7 @@ class _BreakerState:
 
 
 class CircuitBreaker:
-    """Per endpoint: after ``threshold`` failed calls in a row, calls are refused without
+    """Per endpoint: after ``threshold`` failed requests in a row, calls are refused without
     being sent for ``cooldown_s``; then one trial call may go, and one more failure reopens it.
     Shared by every client of the endpoint in this process (each Ray actor has its own)."""
 
@@ -113,7 +113,7 @@ class CircuitBreaker:
                 state.opened_at = None
                 state.failures = self.threshold - 1
                 return None
-            return (f"circuit open: {self.endpoint} failed {state.failures} calls in a row "
+            return (f"circuit open: {self.endpoint} failed {state.failures} requests in a row "
                     f"(last: {state.last_error})")
 
     def succeeded(self) -> None:
@@ -121,14 +121,15 @@ class CircuitBreaker:
             self._states.pop(self.endpoint, None)
 
     def failed(self, error: str, *, fatal: bool = False) -> None:
-        """Count a failed call; ``fatal`` (a refused key, an unknown model) opens it at once."""
+        """Count a failed request; ``fatal`` (a refused key, an unknown model) opens it at
+        once."""
         with self._lock:
             state = self._states.setdefault(self.endpoint, _BreakerState())
             state.failures = max(state.failures + 1, self.threshold if fatal else 0)
             state.last_error = error[:300]
             if state.failures >= self.threshold and state.opened_at is None:
                 state.opened_at = time.monotonic()
-                log.error("LLM endpoint %s failed %d calls in a row (last: %s): no more calls "
+                log.error("LLM endpoint %s failed %d requests in a row (last: %s): no more calls "
                           "to it for %.0fs; what needs it is marked invalid", self.endpoint,
                           state.failures, state.last_error, self.cooldown_s)
 

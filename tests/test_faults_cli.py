@@ -20,9 +20,16 @@ runner = CliRunner()
 console.width = err_console.width = 240
 
 
+@pytest.fixture(scope="module")
+def module_cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("cache")
+
+
 @pytest.fixture(autouse=True)
-def cache_dir(tmp_path, monkeypatch):
-    monkeypatch.setenv("MEMEVOLVE_CACHE_DIR", str(tmp_path / "cache"))
+def cache_dir(module_cache, monkeypatch):
+    # One cache for the module, so the synthetic benchmark is embedded once. LLM replies
+    # cannot leak between tests: they are keyed on the endpoint, a new port per test.
+    monkeypatch.setenv("MEMEVOLVE_CACHE_DIR", str(module_cache))
     monkeypatch.setenv("OPENAI_API_KEY", "sk-fault")
 
 
@@ -65,10 +72,11 @@ def test_eval_against_a_dead_endpoint_fails_fast_with_a_summary(fault_server, ll
         isinstance(result.exception, SystemExit)
     assert "50 of 50 questions are invalid" in result.output
     assert "circuit open" in result.output and "failed" in result.output
-    # Three calls of two attempts, then the circuit is open: 6 requests, not 50 x 4.
-    assert fault_server.count() == 6 and wall < 30
+    # Three failed requests (a call of two attempts, then one more), then the circuit is
+    # open: 3 requests, not 50 x 4.
+    assert fault_server.count() == 3 and wall < 30
     assert store_rows(db, "SELECT status FROM runs") == [("failed",)]
-    assert store_rows(db, "SELECT count(*), bool_or(ok) FROM llm_calls") == [(3, False)]
+    assert store_rows(db, "SELECT count(*), bool_or(ok) FROM llm_calls") == [(2, False)]
 
 
 def test_eval_with_a_refused_key_records_the_call_and_fails_the_run(fault_server, llm_config,
@@ -133,3 +141,46 @@ def test_a_proposal_outside_the_space_is_recorded_as_an_invalid_candidate(fault_
     assert rows == [(None, '[{"category": null, "field": "top_k", "value": 999}]', "invalid",
                      "'top_k' must be between 1 and 50, got 999")]
     assert store_rows(db, "SELECT count(*) FROM candidates WHERE decision <> 'invalid'") == [(1,)]
+
+
+#: The rounds whose diagnoser was asked (the last row records only why the run stopped).
+DIAGNOSED = "WHERE round IN (SELECT round FROM candidates)"
+
+
+def test_a_dead_diagnoser_endpoint_falls_back_to_rules_once_and_fails_under_strict(
+        fault_server, db):
+    fault_server.mode = "500"
+    result, wall = llm_run(fault_server, db, "--llm-timeout", "5", "--llm-retries", "0",
+                           "--strict-llm")
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    assert "fell back to rules in every one of its 3 rounds" in result.output
+    # The breaker opens after three failed calls: 3 requests for the whole run, not 3 per round.
+    assert fault_server.count() == 3
+    assert store_rows(db, "SELECT count(*), bool_or(ok) FROM llm_calls") == [(3, False)]
+    fallbacks = store_rows(db, "SELECT diagnoser_fallback FROM rounds " + DIAGNOSED)
+    assert len(fallbacks) == 3 and all(reason and "unavailable" in reason
+                                       for (reason,) in fallbacks), fallbacks
+    assert store_rows(db, "SELECT status FROM runs") == [("budget_spent",)]
+
+
+def test_a_hung_diagnoser_endpoint_costs_its_timeout_a_few_times(fault_server, db):
+    fault_server.mode = "hang"
+    result, wall = llm_run(fault_server, db, "--llm-timeout", "2")
+    assert result.exit_code == 0, result.output
+    assert "fell back to rules in every one of its 3 rounds" in result.output
+    # Three timeouts open the circuit inside the first call's retries; nothing more is sent
+    # in this or any later round.
+    assert fault_server.count() == 3
+    assert store_rows(db, "SELECT status FROM runs") == [("budget_spent",)]
+
+
+def test_a_diagnoser_that_cannot_write_json_is_repaired_once_then_falls_back(fault_server, db):
+    fault_server.mode = "nonjson"
+    result, _ = llm_run(fault_server, db, "--llm-timeout", "5", "--llm-retries", "0")
+    assert result.exit_code == 0, result.output
+    assert "invalid JSON after one repair" in result.output
+    # Each round: the reply and one repair, both failed calls, neither cached.
+    rounds = store_rows(db, "SELECT count(*) FROM rounds " + DIAGNOSED)[0][0]
+    assert fault_server.count() == 2 * rounds
+    assert store_rows(db, "SELECT count(*), bool_or(ok) FROM llm_calls") == [(2 * rounds, False)]

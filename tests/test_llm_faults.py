@@ -50,11 +50,12 @@ def test_a_dead_endpoint_is_retried_then_not_called_any_more(fault_server, mode)
         with pytest.raises(LLMUnavailable) as raised:
             llm.complete(MESSAGES, purpose="answer")
         errors.append(raised.value)
-    # Two calls of three attempts each; the circuit is then open and nothing more is sent.
-    assert fault_server.count() == 6
-    assert [e.call is not None for e in errors] == [True, True, False, False, False]
-    assert all("circuit open" in str(e) for e in errors[2:])
-    assert [c.ok for c in llm.calls] == [False, False]
+    # Two failed requests open the circuit, inside the first call's retries: its third
+    # attempt is not sent, and nothing more is.
+    assert fault_server.count() == 2
+    assert [e.call is not None for e in errors] == [True, False, False, False, False]
+    assert all("circuit open" in str(e) for e in errors[1:])
+    assert [(c.ok, c.attempts) for c in llm.calls] == [(False, 2)]
     assert time.monotonic() - started < 5
 
 

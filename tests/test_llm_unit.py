@@ -196,7 +196,7 @@ def test_unavailable_after_max_retries_with_the_failed_call_recorded(provider, s
 
 def test_a_failure_is_never_cached(provider, sleeps):
     provider.replies = [_timeout(), _timeout(), _timeout(), "Paris"]
-    client = make_client(ResponseCache())
+    client = make_client(ResponseCache(), breaker_after=10)
     with pytest.raises(LLMUnavailable):
         client.complete(MESSAGES, purpose="answer")
     assert client.complete(MESSAGES, purpose="answer").call.cached is False
