@@ -16,6 +16,11 @@ _PUBLIC = {
     "EmbedderSpec": "evolve.memory.system",
     "LLMSpec": "evolve.memory.system",
     "RetrievalConfig": "search_space.config",
+    "SpaceConfig": "search_space.config",
+    "MemoryPipeline": "evolve.systems",
+    "Retrieval": "evolve.systems",
+    "Resources": "evolve.systems",
+    "Unit": "evolve.systems",
     "Dimension": "search_space.dimensions",
 }
 __all__ = sorted(_PUBLIC)

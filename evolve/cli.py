@@ -114,6 +114,15 @@ LLMRetriesOpt = typer.Option(None, "--llm-retries", help="Retries of a failed LL
 LLMConcurrencyOpt = typer.Option(None, "--llm-concurrency", help="LLM calls in flight at once "
                                  "per evaluation worker (default 4).")
 OracleOpt = option_for(EvolveSettings, "oracle_gold_categories")
+SystemOpt = option_for(EvolveSettings, "system")
+
+
+def _system(spec: str | None):
+    """(class, config class) of --system; a bad value is refused before anything starts."""
+    from evolve.systems import resolve_system, space_of
+
+    cls = resolve_system(spec)
+    return cls, space_of(cls)
 
 
 def _llm_dict(model: str | None, api_base: str | None, local: Any,
@@ -155,13 +164,24 @@ class _MaybeLocalLLM:
             self.server.__exit__(*exc)
 
 
-def _config(config_file: Optional[Path], preset: Optional[str], answer_model: Optional[str]):
-    from search_space.config import load_config, load_preset
+def _config(config_file: Optional[Path], preset: Optional[str], answer_model: Optional[str],
+            space=None):
+    """The config to start from: --config (of ``space``'s system), --preset (the built-in
+    system's), or a --system pipeline's defaults."""
+    from search_space.config import RetrievalConfig, load_config, load_preset
 
+    space = space or RetrievalConfig
     if config_file is not None and preset is not None:
         raise MemevolveError("pass either --config or --preset, not both.")
-    config = load_config(config_file) if config_file else load_preset(preset or "weak")
-    if config.answerer == "llm":
+    if preset is not None and space is not RetrievalConfig:
+        raise MemevolveError(f"--preset {preset}: presets are configs of the built-in system, "
+                             f"not of --system {space.system_name}. Fix: drop --preset (the "
+                             "pipeline starts from its dimensions' defaults) or pass --config.")
+    if config_file:
+        config = load_config(config_file, space)
+    else:
+        config = load_preset(preset or "weak") if space is RetrievalConfig else space()
+    if getattr(config, "answerer", None) == "llm":
         if answer_model is None and config.answer_model is None:
             raise MemevolveError("the config sets answerer=llm but no answering model is "
                                  "configured. Fix: pass --answer-model MODEL (any litellm model), "
@@ -184,7 +204,7 @@ def _route(config, store, bench, split, oracle_gold_categories: bool):
     trained on the split's dev part (unless the config names one), or, asked for by name, on
     the gold categories."""
     from evolve.question_types import train_on_split
-    from search_space.config import ORACLE_GOLD_CATEGORIES, RetrievalConfig
+    from search_space.config import ORACLE_GOLD_CATEGORIES
 
     if oracle_gold_categories:
         question_types = ORACLE_GOLD_CATEGORIES
@@ -196,8 +216,7 @@ def _route(config, store, bench, split, oracle_gold_categories: bool):
         question_types = store.put_artefact(train_on_split(bench, split))
         console.print(f"question types: predictor {question_types} trained on the "
                       f"{len(split.questions(bench, 'dev'))} dev questions of split {split.name}")
-    return RetrievalConfig.model_validate({**config.model_dump(),
-                                           "question_types": question_types})
+    return type(config).model_validate({**config.model_dump(), "question_types": question_types})
 
 
 # Evaluation -----------------------------------------------------------------------------------
@@ -225,6 +244,7 @@ def eval_command(
     llm_timeout: Optional[float] = LLMTimeoutOpt, llm_retries: Optional[int] = LLMRetriesOpt,
     llm_concurrency: Optional[int] = LLMConcurrencyOpt,
     oracle_gold_categories: bool = OracleOpt, embedder: Optional[str] = EmbedderOpt,
+    system: Optional[str] = SystemOpt,
 ) -> None:
     """Evaluate one config (or a router) on a benchmark in parallel; store every outcome."""
     import time
@@ -239,11 +259,12 @@ def eval_command(
     from evolve.store import RunStore
 
     objective_column(objective)
+    system_cls, space = _system(system)
     tuning = _llm_tuning(llm_timeout, llm_retries, llm_concurrency)
     with _MaybeLocalLLM(local_llm) as server:
         answer = _llm_dict(answer_model, api_base, server, tuning)
-        config = _config(config_file, preset, answer["model"] if answer else None)
-        if answer is None and config.answerer == "llm" and config.answer_model:
+        config = _config(config_file, preset, answer["model"] if answer else None, space)
+        if answer is None and getattr(config, "answerer", None) == "llm" and config.answer_model:
             answer = _llm_dict(config.answer_model, api_base, None, tuning)
         judge = _llm_dict(judge_model, api_base, server if judge_model or local_llm else None,
                           tuning)
@@ -253,6 +274,9 @@ def eval_command(
                                **parse_options(benchmark_option))
         the_split = make_split(bench, split, seed=split_seed)
         if router is not None or lam is not None or budget is not None:
+            if space.system_name is not None:
+                raise MemevolveError("--router routes the built-in system's tiers. Fix: drop "
+                                     "--system, or --router.")
             if router is None or config_file is not None or preset is not None:
                 raise MemevolveError("--lambda and --budget go with --router, which replaces "
                                      "--config and --preset. Fix: pass --router MODEL alone.")
@@ -265,7 +289,8 @@ def eval_command(
             config = _route(config, store, bench, the_split, oracle_gold_categories)
             store.create_run(run_id, "eval", bench, the_split,
                              {"part": part, "objective": objective, "config": config.config_hash,
-                              "oracle_gold_categories": oracle_gold_categories})
+                              "oracle_gold_categories": oracle_gold_categories,
+                              "system": space.system_name})
             console.print(f"run {run_id}: evaluating {config.config_hash} on {len(ids)} "
                           f"{bench.name} {part} questions")
             # Once the actors hold the haystacks the driver keeps only the questions (and drops
@@ -274,7 +299,7 @@ def eval_command(
                                   embedder=embedder_spec(embedder),
                                   llm=LLMSpec(answer=answer, judge=judge), progress=True,
                                   oracle_gold_categories=oracle_gold_categories,
-                                  hold_conversations=False)
+                                  hold_conversations=False, system=system_cls)
             name = bench.name
             del bench
             try:
@@ -343,14 +368,24 @@ def run_command(
         os.environ["RAY_ADDRESS"] = ray_address
     # Checked before anything starts: a bad value costs no model load or Ray start.
     build_settings(EvolveSettings, settings)
+    _, space = _system(settings["system"])
+    if resume is not None and settings["system"] is not None:
+        stored = _stored_settings(db, resume).system
+        if stored != space.system_name:
+            raise MemevolveError(f"--system {settings['system']}: run '{resume}' tuned "
+                                 f"{stored or 'the built-in system'}, and a run never mixes "
+                                 "systems. Fix: drop --system (--resume takes the run's own).")
+    # The store records the canonical name, which is what a resume and a Ray worker import.
+    settings = {**settings, "system": space.system_name}
     diagnoser = settings["diagnoser"]
     with _MaybeLocalLLM(local_llm) as server:
         run_settings = None
         if resume is None:
             tuning = _llm_tuning(llm_timeout, llm_retries, llm_concurrency)
             answer = _llm_dict(answer_model, api_base, server, tuning)
-            start = _config(config_file, preset, answer["model"] if answer else None)
-            if answer is None and start.answerer == "llm" and start.answer_model:
+            start = _config(config_file, preset, answer["model"] if answer else None, space)
+            llm_answerer = getattr(start, "answerer", None) == "llm"
+            if answer is None and llm_answerer and start.answer_model:
                 answer = _llm_dict(start.answer_model, api_base, None)
             diag = _llm_dict(diagnoser_model, api_base,
                              server if (diagnoser == "llm" and diagnoser_model is None) else None,
@@ -361,10 +396,10 @@ def run_command(
             run_settings = build_settings(EvolveSettings, {
                 **settings, "data": str(data) if data else None,
                 "benchmark_options": parse_options(benchmark_option),
-                "preset": None if config_file else preset or "weak",
+                "preset": None if config_file or space.system_name else preset or "weak",
                 "config_path": str(config_file) if config_file else None,
                 "diagnoser_model": diag,
-                "answer_model": answer if start.answerer == "llm" else None,
+                "answer_model": answer if llm_answerer else None,
                 "judge_model": _llm_dict(judge_model, api_base, None, tuning)})
         with RunStore(db) as store:
             try:
@@ -505,17 +540,20 @@ def cache_clear(
 
 
 @app.command("space")
-def space_command(markdown: bool = typer.Option(False, help="Print the README's table.")) -> None:
+@user_errors
+def space_command(markdown: bool = typer.Option(False, help="Print the README's table."),
+                  system: Optional[str] = SystemOpt) -> None:
     """The search space: every dimension, its domain, default and scope."""
-    from search_space.dimensions import DIMENSIONS, space_markdown
+    from search_space.dimensions import space_markdown
 
+    _, space = _system(system)
     if markdown:
-        print(space_markdown())
+        print(space_markdown(space.dimensions))
         return
-    console.print(table("search space", ["dimension", "type", "domain", "default", "scope",
-                                         "description"],
+    console.print(table(f"search space of {space.system_name or 'the built-in system'}",
+                        ["dimension", "type", "domain", "default", "scope", "description"],
                         [[d.name, d.kind, d.domain(), d.default, d.scope, d.description]
-                         for d in DIMENSIONS]))
+                         for d in space.dimensions]))
 
 
 def main() -> None:

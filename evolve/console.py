@@ -51,7 +51,10 @@ def embedder_spec(backend: str | None) -> Any:
 
 def fail(message: str, code: int = 2) -> NoReturn:
     """Print a user error as one paragraph (no traceback) and exit non-zero."""
-    err_console.print(f"[bold red]error:[/] {message}", soft_wrap=True)
+    from rich.text import Text
+
+    # As Text, not markup: a message quoting user input ('nomod:X:', '[1, 2]') prints as is.
+    err_console.print(Text.assemble(("error:", "bold red"), " ", message), soft_wrap=True)
     sys.exit(code)
 
 

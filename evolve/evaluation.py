@@ -10,10 +10,11 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
 
 from benchmarks.errors import MemevolveError
 from benchmarks.model import Benchmark
-from evolve.memory.system import (EmbedderSpec, LLMSpec, MemorySystem, check_routing,
-                                  needs_dense)
+from evolve.memory.system import EmbedderSpec, LLMSpec, check_routing
 from evolve.progress import Progress
-from search_space.config import RetrievalConfig
+from evolve.systems import (Resources, SystemRunner, import_root, resolve_system, space_of,
+                            system_factory, system_name)
+from search_space.config import SpaceConfig
 
 if TYPE_CHECKING:
     from evolve.store import RunStore
@@ -84,16 +85,23 @@ def mean_score(rows: Iterable[dict[str, Any]], objective: str, *,
 
 
 class Evaluator:
-    """Runs MemorySystems over shards of conversations; ``workers=0`` runs in this process."""
+    """Runs a memory system over shards of conversations; ``workers=0`` runs in this process.
+
+    ``system`` is the system's class: the built-in MemorySystem (default) or a
+    `evolve.MemoryPipeline`, given as a class or as 'package.module:Class'."""
 
     def __init__(self, benchmark: Benchmark, *, workers: int | None = None,
                  ray_address: str | None = None, embedder: EmbedderSpec | None = None,
                  llm: LLMSpec | None = None, progress: bool = False,
-                 oracle_gold_categories: bool = False, hold_conversations: bool = True) -> None:
+                 oracle_gold_categories: bool = False, hold_conversations: bool = True,
+                 system: type | str | None = None) -> None:
         self.benchmark = benchmark
         #: False: once Ray actors hold the shards, ``benchmark`` keeps the questions only, so
         #: the driver holds no second copy of every haystack (the caller drops its own).
         self.hold_conversations = hold_conversations
+        self.system = system if isinstance(system, type) else resolve_system(system)
+        #: The config class of the system's space: what every job's config must be.
+        self.space = space_of(self.system)
         self.oracle_gold_categories = oracle_gold_categories
         self.artefacts: dict[str, dict[str, Any]] = {}
         self.embedder = embedder or EmbedderSpec()
@@ -101,7 +109,7 @@ class Evaluator:
         self.progress = progress
         self.ray_address = ray_address or os.environ.get("RAY_ADDRESS")
         self.workers = (os.cpu_count() or 1) if workers is None else workers
-        self._local: MemorySystem | None = None
+        self._local: SystemRunner | None = None
         self._actors: list[Any] = []
         self._shard_of: dict[str, int] = {}
         self._question_by_id = {q.id: q for q in benchmark.questions}
@@ -111,10 +119,11 @@ class Evaluator:
     def _start(self) -> None:
         if self.workers == 0:
             if self._local is None:
-                self._local = MemorySystem(self.benchmark.conversations,
-                                           self.benchmark.questions, self.embedder, self.llm,
-                                           artefacts=self.artefacts,
-                                           oracle_gold_categories=self.oracle_gold_categories)
+                resources = Resources(self.benchmark.questions, self.embedder, self.llm,
+                                      dict(self.artefacts), self.oracle_gold_categories)
+                self._local = SystemRunner(
+                    system_factory(self.system)(self.benchmark.conversations, resources),
+                    self.benchmark.conversations, self.benchmark.questions, self.llm)
             return
         if self._actors:
             return
@@ -137,7 +146,8 @@ class Evaluator:
             self._shard_data.append(shard_data)
             # SPREAD: on a cluster, shards go to different nodes (one node alone: no effect).
             self._actors.append(ShardActor.options(scheduling_strategy="SPREAD").remote(
-                *shard_data, self.embedder, self.llm, self.oracle_gold_categories))
+                *shard_data, self.embedder, self.llm, self.oracle_gold_categories,
+                system_name(self.system), import_root(self.system)))
         if not self.hold_conversations:
             # The actors hold the haystacks now: the driver keeps the questions only.
             self.benchmark = self.benchmark.without_conversations()
@@ -153,7 +163,7 @@ class Evaluator:
         if self._local is not None:
             self._local.add_artefacts(new)
 
-    def _artefacts_for(self, configs: Iterable[RetrievalConfig]) -> Any:
+    def _artefacts_for(self, configs: Iterable[SpaceConfig]) -> Any:
         """The artefacts these configs reference, for calls to the actors: put in Ray's object
         store once per batch of calls, not serialised again with every call."""
         import ray
@@ -178,7 +188,7 @@ class Evaluator:
         result per shard in shard order: what a benchmark of the stages runs on the actors."""
         self._start()
         if self._local is not None:
-            return [work(self._local, *args)]
+            return [work(self._local.system, *args)]
         import ray
 
         # Every artefact: ``work`` may route any config.
@@ -214,14 +224,18 @@ class Evaluator:
         self.close()
 
     # Work ----------------------------------------------------------------------------------
-    def prepare(self, jobs: Sequence[tuple[RetrievalConfig, Sequence[str]]]) -> dict[str, int]:
-        """Build the dense indexes the jobs' configs need, haystack by haystack, before any
-        question is evaluated: the embedding phase, with its own progress and ETA. Configs
-        without dense retrieval (or MMR) embed nothing. Returns the texts embedded."""
+    def prepare(self, jobs: Sequence[tuple[SpaceConfig, Sequence[str]]]) -> dict[str, int]:
+        """Build the indexes the jobs' configs need (the built-in system: dense ones),
+        haystack by haystack, before any question is evaluated: the embedding phase, with its
+        own progress and ETA. A system without a prepare hook, or a config its ``prepares``
+        says needs none, costs nothing here. Returns the texts embedded."""
         self._start()
+        if not hasattr(self.system, "prepare"):
+            return {"embedded": 0}
+        prepares = getattr(self.system, "prepares", lambda config: True)
         work: list[tuple[str, list[str], int]] = []
         for config, ids in jobs:
-            if not needs_dense(config):
+            if not prepares(config):
                 continue
             by_shard: dict[int, dict[str, None]] = {}
             for qid in ids:
@@ -237,8 +251,7 @@ class Evaluator:
         with Progress("embedding", total, "haystacks", enabled=self.progress) as progress:
             if self._local is not None:
                 for payload, convs, _ in work:
-                    done = self._local.prepare(RetrievalConfig.model_validate_json(payload),
-                                               convs)
+                    done = self._local.prepare(self.space.model_validate_json(payload), convs)
                     embedded += done["embedded"]
                     progress.advance(len(convs), texts=done["embedded"])
                 return {"embedded": embedded}
@@ -283,11 +296,16 @@ class Evaluator:
                     continue
                 yield index, result
 
-    def run(self, jobs: Sequence[tuple[RetrievalConfig, Sequence[str]]],
+    def run(self, jobs: Sequence[tuple[SpaceConfig, Sequence[str]]],
             ) -> list[tuple[list[dict[str, Any]], list[dict[str, Any]]]]:
         """Evaluate each (config, question ids) job; all jobs run concurrently on the actors.
         Returns (rows, llm call rows) per job, rows in the job's question order."""
         for config, _ in jobs:
+            if type(config) is not self.space:
+                raise MemevolveError(
+                    f"config {config.config_hash} is of {config.system or 'the built-in system'}"
+                    f" but this evaluator runs {self.space.system_name or 'the built-in one'}. "
+                    "Fix: evaluate it with an evaluator of its own system (--system).")
             # Checked here too, so a refused config fails before any work is sent out.
             check_routing(config, self.oracle_gold_categories)
             if config.question_types and not config.routes_on_gold \
@@ -363,7 +381,7 @@ def shard_conversations(benchmark: Benchmark, workers: int) -> list[list[str]]:
 
 @dataclass
 class EvaluationResult:
-    config: RetrievalConfig
+    config: SpaceConfig
     part: str
     rows: list[dict[str, Any]]
     score: float | None
@@ -392,7 +410,7 @@ def record_result(store: "RunStore", run_id: str, benchmark_key: str,
             store.record_llm_calls(run_id, result.llm_calls)
 
 
-def evaluate_configs(evaluator: Evaluator, configs: Sequence[RetrievalConfig],
+def evaluate_configs(evaluator: Evaluator, configs: Sequence[SpaceConfig],
                      question_ids: Sequence[str], *, part: str, objective: str,
                      store: "RunStore | None" = None, run_id: str | None = None,
                      record: bool = True) -> list[EvaluationResult]:
@@ -436,7 +454,7 @@ def _finite(value: float | None) -> float | None:
     return value if value is not None and not math.isnan(value) else None
 
 
-def _provide_artefacts(evaluator: Evaluator, configs: Sequence[RetrievalConfig],
+def _provide_artefacts(evaluator: Evaluator, configs: Sequence[SpaceConfig],
                        question_ids: Sequence[str], part: str, store: "RunStore | None") -> None:
     """Hand the evaluator the predictors the configs reference (from a config file or the
     store), and refuse a test evaluation by a predictor that was trained on test questions."""

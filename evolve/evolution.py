@@ -23,12 +23,12 @@ from evolve.evaluation import (Evaluator, EvaluationResult, evaluate_configs, ob
                                record_result)
 from evolve.explore import explore
 from evolve.memory.system import EmbedderSpec, LLMSpec
-from evolve.memory.units import unit_text
 from evolve.meta import Guard, judge_candidate, judge_round
 from evolve.settings import EvolveSettings
 from evolve.store import FINAL_STATUSES, RunStore, StoreError
-from search_space.config import (ORACLE_GOLD_CATEGORIES, RetrievalConfig, load_config,
-                                 load_preset)
+from evolve.systems import describe_units, resolve_system, space_of
+from search_space.config import (ORACLE_GOLD_CATEGORIES, RetrievalConfig, SpaceConfig,
+                                 load_config, load_preset)
 
 
 @dataclass
@@ -58,7 +58,7 @@ class RunFinished(MemevolveError):
 @dataclass
 class _State:
     round: int
-    incumbent: RetrievalConfig
+    incumbent: SpaceConfig
     incumbent_result: EvaluationResult
     stagnant: int
     evaluations: float
@@ -80,25 +80,37 @@ _STOPS = {"converge": "converged", "budget": "budget_spent"}
 Reporter = Callable[[str], None]
 
 
-def start_config(settings: EvolveSettings, question_types: str | None = None) -> RetrievalConfig:
-    """The start config, routed by the run's question-type predictor (``question_types``)."""
-    config = load_config(settings.config_path) if settings.config_path else \
-        load_preset(settings.preset or "weak")
-    if settings.answer_model and config.answerer == "llm":
+def start_config(settings: EvolveSettings, question_types: str | None = None,
+                 space: type[SpaceConfig] = RetrievalConfig) -> SpaceConfig:
+    """The start config, routed by the run's question-type predictor (``question_types``): the
+    config file, else the preset (built-in space) or the space's defaults (a --system's)."""
+    if settings.config_path:
+        config = load_config(settings.config_path, space)
+    elif space is RetrievalConfig:
+        config = load_preset(settings.preset or "weak")
+    else:
+        config = space()
+    if settings.answer_model and getattr(config, "answerer", None) == "llm":
         config = config.model_copy(update={"answer_model": settings.answer_model["model"]})
-    if config.context_budget > settings.max_context_tokens:
+    if getattr(config, "context_budget", 0) > settings.max_context_tokens:
         config = config.with_values({"context_budget": settings.max_context_tokens})
     # Every candidate inherits the predictor, so the overrides a diagnoser adds key on the
     # predicted type from the start.
-    return RetrievalConfig.model_validate({**config.model_dump(),
-                                           "question_types": question_types})
+    return space.model_validate({**config.model_dump(), "question_types": question_types})
+
+
+def routes_per_type(space: type[SpaceConfig]) -> bool:
+    """Whether configs of the space can hold per-type overrides (and so need a predictor)."""
+    return any(d.scope == "per_category" for d in space.dimensions)
 
 
 def run_question_types(store: RunStore, settings: EvolveSettings, benchmark: Benchmark,
-                       split: Split) -> str:
+                       split: Split, space: type[SpaceConfig] = RetrievalConfig) -> str | None:
     """The run's predictor: trained on its dev split (deterministic and independent of the run's
     seed, so a resume or another seed gets the same one), stored by hash; or the gold-category
-    oracle when the settings ask for it."""
+    oracle when the settings ask for it; none for a space without per-category dimensions."""
+    if not routes_per_type(space):
+        return None
     if settings.oracle_gold_categories:
         return ORACLE_GOLD_CATEGORIES
     from evolve.question_types import train_on_split
@@ -130,6 +142,8 @@ def evolve(store: RunStore, settings: EvolveSettings | None = None, *, resume: s
         settings = settings or EvolveSettings()
         run_id = f"evolve-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
     objective_column(settings.objective)
+    system = resolve_system(settings.system)
+    space = space_of(system)
     if settings.diagnoser not in DIAGNOSERS:
         raise MemevolveError(f"unknown diagnoser '{settings.diagnoser}'. Fix: use one of "
                              f"{', '.join(sorted(DIAGNOSERS))}.")
@@ -138,6 +152,11 @@ def evolve(store: RunStore, settings: EvolveSettings | None = None, *, resume: s
         if benchmark.name != settings.benchmark:
             raise MemevolveError(f"the evaluator holds {benchmark.name} but the settings name "
                                  f"{settings.benchmark}. Fix: pass an evaluator of that benchmark.")
+        if evaluator.space is not space:
+            theirs = evaluator.space.system_name or "the built-in system"
+            raise MemevolveError(f"the evaluator runs {theirs} but the settings name "
+                                 f"{settings.system or 'the built-in one'}. Fix: pass an "
+                                 "evaluator of that system.")
     else:
         benchmark = load_benchmark(settings.benchmark, settings.data, variant=settings.variant,
                                    **settings.benchmark_options)
@@ -167,14 +186,14 @@ def evolve(store: RunStore, settings: EvolveSettings | None = None, *, resume: s
 
     with nullcontext(evaluator) if evaluator is not None else \
             Evaluator(benchmark, workers=settings.workers, embedder=EmbedderSpec(), llm=llm,
-                      progress=progress,
-                      oracle_gold_categories=settings.oracle_gold_categories) as evaluator:
+                      progress=progress, oracle_gold_categories=settings.oracle_gold_categories,
+                      system=system) as evaluator:
         if settings.oracle_gold_categories and not evaluator.oracle_gold_categories:
             raise MemevolveError("the settings ask for gold-category routing but the evaluator "
                                  "given was made without oracle_gold_categories. Fix: pass one "
                                  "made with it.")
 
-        def evaluate(configs: list[RetrievalConfig], ids: list[str], part: str):
+        def evaluate(configs: list[SpaceConfig], ids: list[str], part: str):
             # Recorded by the caller, inside the transaction of the round that used them.
             return evaluate_configs(evaluator, configs, ids, part=part,
                                     objective=settings.objective, store=store, run_id=run_id,
@@ -184,8 +203,8 @@ def evolve(store: RunStore, settings: EvolveSettings | None = None, *, resume: s
             record_result(store, run_id, benchmark.key, result)
 
         try:
-            question_types = run_question_types(store, settings, benchmark, split)
-            start = evaluate([start_config(settings, question_types)], dev_ids, "dev")[0]
+            question_types = run_question_types(store, settings, benchmark, split, space)
+            start = evaluate([start_config(settings, question_types, space)], dev_ids, "dev")[0]
             state = _restore(store, run_id, start, evaluate, dev_ids)
             if state is None:
                 state = _State(0, start.config, start, 0, 1, 0, 0.0, 0.0)
@@ -200,7 +219,7 @@ def evolve(store: RunStore, settings: EvolveSettings | None = None, *, resume: s
             status = _pending_status(store, run_id)
             while status == "running":
                 status = _round(store, run_id, settings, state, diagnoser, guard, evaluate,
-                                record, dev_ids, report, began, benchmark)
+                                record, dev_ids, report, began, benchmark, system)
             best = state.incumbent_result
             test_start = test_best = None
             if test_ids:
@@ -262,7 +281,7 @@ def _score(value: float | None) -> str:
 
 def _round(store: RunStore, run_id: str, settings: EvolveSettings, state: _State, diagnoser,
            guard: Guard, evaluate, record, dev_ids: list[str], report: Reporter, began: float,
-           benchmark: Benchmark) -> str:
+           benchmark: Benchmark, system: type) -> str:
     """One round, committed as a whole (its evaluations, candidates, LLM calls and the round
     row) or not at all; returns the run status after it."""
     number = state.round + 1
@@ -278,7 +297,8 @@ def _round(store: RunStore, run_id: str, settings: EvolveSettings, state: _State
                                max_context_tokens=settings.max_context_tokens, history=history,
                                seed=settings.seed, n_proposals=settings.candidates,
                                tried_hashes=_tried_hashes(store, run_id),
-                               describe_units=_unit_describer(benchmark, state.incumbent))
+                               describe_units=_unit_describer(benchmark, state.incumbent,
+                                                              system))
     mode = "explore" if state.stagnant >= settings.explore_after else "diagnose"
     proposals: list[Proposal] = []
     if mode == "diagnose":
@@ -524,7 +544,7 @@ def _restore(store: RunStore, run_id: str, start: EvaluationResult, evaluate,
     if not rows:
         return None
     last = rows[0]
-    incumbent = store.config(last["incumbent_hash"])
+    incumbent = store.config(last["incumbent_hash"], type(start.config))
     result = start if incumbent == start.config else evaluate([incumbent], dev_ids, "dev")[0]
     stagnant = json.loads(last["rng_state"])["stagnant"]
     return _State(last["round"], incumbent, result, stagnant, last["evaluations_used"],
@@ -544,17 +564,19 @@ def _tried_hashes(store: RunStore, run_id: str) -> set[str]:
     return {r["config_hash"] for r in rows}
 
 
-def _unit_describer(benchmark: Benchmark, incumbent: RetrievalConfig
+def _unit_describer(benchmark: Benchmark, incumbent: SpaceConfig, system: type
                     ) -> Callable[[str, list[str]], list[str]]:
-    # The rows a diagnoser reads are the incumbent's, so its windows are the ones retrieved.
-    return lambda conversation_id, unit_ids: [
-        unit_text(benchmark.conversation_by_id[conversation_id], unit_id, incumbent.window_size)
-        for unit_id in unit_ids]
+    # The rows a diagnoser reads are the incumbent's, so its units are the ones retrieved.
+    return lambda conversation_id, unit_ids: describe_units(
+        system, benchmark.conversation_by_id[conversation_id], unit_ids, incumbent)
 
 
 def _bench_key(store: RunStore, run_id: str) -> str:
     return store.run(run_id)["benchmark_key"]
 
 
-def _describe(config: RetrievalConfig) -> str:
-    return f"{config.config_hash} ({config.retrievers}, top_k={config.top_k})"
+def _describe(config: SpaceConfig) -> str:
+    """The hash and the first knobs that differ from the space's defaults."""
+    changed = [f"{d.name}={getattr(config, d.name)}" for d in config.dimensions
+               if getattr(config, d.name) != d.default]
+    return f"{config.config_hash} ({', '.join(changed[:4]) or 'all defaults'})"

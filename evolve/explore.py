@@ -16,7 +16,7 @@ import optuna
 
 from evolve.diagnosers.base import (Attempt, DiagnosisContext, Edit, Proposal,
                                     first_admissible)
-from search_space.dimensions import DIMENSIONS
+from search_space.config import RetrievalConfig, SpaceConfig
 from search_space.optuna_space import distributions
 
 #: The proposer name of exploring candidates in the run store.
@@ -42,8 +42,11 @@ class Region:
                 f"per draw ({self.successes} exploring rounds accepted, {self.failures} not)")
 
 
-def usable_dimensions(answerer: str) -> list[str]:
-    return [d.name for d in DIMENSIONS
+def usable_dimensions(answerer: str | None, space: type[SpaceConfig] = RetrievalConfig,
+                      ) -> list[str]:
+    """The dimensions exploration may change: not the answerer (the user's choice), and those
+    that only matter with an LLM answerer only when there is one."""
+    return [d.name for d in space.dimensions
             if d.name != "answerer" and (answerer == "llm" or not d.needs_llm)]
 
 
@@ -70,8 +73,8 @@ def trust_region(history: list[Attempt]) -> Region:
 
 def explore(context: DiagnosisContext) -> list[Proposal]:
     """K proposals drawn from the trust region around the incumbent."""
-    names = usable_dimensions(context.incumbent.answerer)
-    dists = distributions(names, context.max_context_tokens)
+    names = usable_dimensions(getattr(context.incumbent, "answerer", None), context.space)
+    dists = distributions(names, context.max_context_tokens, context.space.dimensions_by_name)
     region = trust_region(context.history)
     rng = random.Random(context.seed * 1009 + context.round)
 

@@ -9,8 +9,7 @@ from typing import Any
 
 import ray
 
-from evolve.memory.system import MemorySystem
-from search_space.config import RetrievalConfig
+from evolve.systems import Resources, SystemRunner, load_system, space_of, system_factory
 
 
 #: Set (by `memevolve --verbose`) to let Ray's own start-up notices and worker logs through.
@@ -74,31 +73,39 @@ def _native_stderr_to(path: Path) -> None:
 # A dead worker is restarted and its in-flight task retried; indexes are rebuilt lazily.
 @ray.remote(num_cpus=1, max_restarts=-1, max_task_retries=3)
 class ShardActor:
+    """One shard's memory system: the built-in one, or the pipeline the driver named (by its
+    'module:Class' and the folder it was imported from, so this worker imports the same)."""
+
     def __init__(self, conversations: list, questions: list, embedder: Any, llm: Any,
-                 oracle_gold_categories: bool = False) -> None:
-        self.system = MemorySystem(conversations, questions, embedder, llm,
-                                   oracle_gold_categories=oracle_gold_categories)
+                 oracle_gold_categories: bool = False, system: str | None = None,
+                 system_root: str | None = None) -> None:
+        cls = load_system(system, system_root)
+        self.space = space_of(cls)
+        resources = Resources(questions, embedder, llm,
+                              oracle_gold_categories=oracle_gold_categories)
+        self.system = system_factory(cls)(conversations, resources)
+        self.runner = SystemRunner(self.system, conversations, questions, llm)
 
     # Each call brings the artefacts (question-type predictors) its config references: a
     # restarted actor has only its constructor's arguments, so nothing sent once would survive.
     def evaluate(self, artefacts: dict[str, dict[str, Any]], config_json: str,
                  question_ids: list[str]):
-        self.system.add_artefacts(artefacts)
-        config = RetrievalConfig.model_validate_json(config_json)
-        return self.system.evaluate(config, question_ids)
+        self.runner.add_artefacts(artefacts)
+        config = self.space.model_validate_json(config_json)
+        return self.runner.evaluate(config, question_ids)
 
     def prepare(self, artefacts: dict[str, dict[str, Any]], config_json: str,
                 conversation_ids: list[str]) -> dict[str, int]:
-        self.system.add_artefacts(artefacts)
-        config = RetrievalConfig.model_validate_json(config_json)
-        return self.system.prepare(config, conversation_ids)
+        self.runner.add_artefacts(artefacts)
+        config = self.space.model_validate_json(config_json)
+        return self.runner.prepare(config, conversation_ids)
 
     def apply(self, artefacts: dict[str, dict[str, Any]], work: Any, *args: Any) -> Any:
-        self.system.add_artefacts(artefacts)
+        self.runner.add_artefacts(artefacts)
         return work(self.system, *args)
 
     def embedding_counters(self) -> dict[str, int]:
-        return self.system.embedding_counters()
+        return self.runner.embedding_counters()
 
     def where(self) -> dict[str, Any]:
         import os

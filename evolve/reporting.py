@@ -68,7 +68,7 @@ def print_invalid(reasons: dict[str, int], total: int, shown: int = 3) -> None:
 def official_retrieval_table(title: str, rows: list[dict[str, Any]]) -> Table | None:
     """LongMemEval's official retrieval metrics, averaged as officially: over the
     non-adversarial questions that have a user-side gold turn; None when no row has them."""
-    from evolve.memory.system import OFFICIAL_COLUMNS
+    from evolve.systems import OFFICIAL_COLUMNS
 
     scored = [r for r in rows if not r["adversarial"] and not r.get("invalid_reason")
               and r.get("lme_turn_recall_any_at_5") is not None]

@@ -28,6 +28,9 @@ class EvolveSettings(BaseModel):
                                default=None)
     split: str = _cli("default, budgetmem, random, stratified or all.", default="default")
     split_seed: int = _cli("Seed of the split.", default=0)
+    system: str | None = _cli("The memory system to tune: package.module:Class implementing "
+                              "evolve.MemoryPipeline, importable here (e.g. with PYTHONPATH); "
+                              "default: the built-in one.", default=None)
     preset: str | None = "weak"
     config_path: str | None = None
     diagnoser: str = _cli("rules (no LLM) or llm.", default="rules")

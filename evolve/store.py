@@ -18,9 +18,9 @@ import duckdb
 import numpy as np
 
 from benchmarks.errors import MemevolveError
-from evolve.memory.system import OFFICIAL_COLUMNS
+from evolve.systems import OFFICIAL_COLUMNS
 from evolve.stats import paired_test
-from search_space.config import RetrievalConfig
+from search_space.config import SpaceConfig
 
 if TYPE_CHECKING:
     from benchmarks.model import Benchmark
@@ -228,7 +228,7 @@ class RunStore:
         with self.transaction():
             self._insert("benchmarks", [_benchmark_row(benchmark)], conflict="IGNORE")
 
-    def register_config(self, config: RetrievalConfig) -> None:
+    def register_config(self, config: SpaceConfig) -> None:
         with self.transaction():
             self._insert("configs", [_config_row(config)], conflict="IGNORE")
 
@@ -272,7 +272,7 @@ class RunStore:
             self._con.execute("UPDATE runs SET status = ?, finished_at = current_timestamp "
                               "WHERE run_id = ?", [status, run_id])
 
-    def record_evaluation(self, run_id: str, config: RetrievalConfig, benchmark_key: str,
+    def record_evaluation(self, run_id: str, config: SpaceConfig, benchmark_key: str,
                           part: str, question_ids: list[str], new_rows: list[dict[str, Any]],
                           n_reused: int, objective: str, score: float | None,
                           wall_s: float, adversarial_score: float | None = None) -> str:
@@ -412,13 +412,33 @@ class RunStore:
                              "evaluations with 'memevolve runs'.")
         return rows[0]
 
-    def config(self, config_hash: str) -> RetrievalConfig:
+    def config(self, config_hash: str, space: type[SpaceConfig] | None = None) -> SpaceConfig:
+        """A stored config, as an instance of its system's config class (``space``, when given,
+        must be that class: a run never mixes systems)."""
+        from evolve.systems import resolve_system, space_of
+
+        data = json.loads(self._canonical_json(config_hash))
+        system = data.get("system")
+        if space is not None and space.system_name != system:
+            raise StoreError(f"{self.path}: config {config_hash} is of "
+                             f"{_system_label(system)}, not of "
+                             f"{_system_label(space.system_name)}; a run never mixes systems. "
+                             "Fix: resume or evaluate it with its own --system.")
+        if space is None:
+            space = space_of(resolve_system(system, option=f"config {config_hash}'s system"))
+        return space.model_validate(data)
+
+    def config_system(self, config_hash: str) -> str | None:
+        """The memory system a stored config is of ('module:Class'; None: the built-in one)."""
+        return json.loads(self._canonical_json(config_hash)).get("system")
+
+    def _canonical_json(self, config_hash: str) -> str:
         stored = self._scalar("SELECT canonical_json FROM configs WHERE config_hash = ?",
                               [config_hash])
         if stored is None:
             raise StoreError(f"{self.path}: no config {config_hash}. Fix: pass a hash shown by "
                              "'memevolve runs' or 'memevolve compare'.")
-        return RetrievalConfig.model_validate(json.loads(stored))
+        return stored
 
     def resolve(self, ref: str) -> tuple[str, str | None]:
         """A run id, an evaluation id or a config hash (unique prefix of 6+ characters) ->
@@ -466,6 +486,11 @@ class RunStore:
                  confidence: float) -> Comparison:
         a_hash, a_evaluation = self.resolve(a_ref)
         b_hash, b_evaluation = self.resolve(b_ref)
+        a_system, b_system = self.config_system(a_hash), self.config_system(b_hash)
+        if a_system != b_system:
+            raise StoreError(f"{a_ref} is a config of {_system_label(a_system)} and {b_ref} one of "
+                             f"{_system_label(b_system)}: compare pairs configs of one system. "
+                             "Fix: compare runs of the same --system.")
         params = {"a_hash": a_hash, "a_evaluation": a_evaluation,
                   "b_hash": b_hash, "b_evaluation": b_evaluation}
         sides = _sides_sql(metric)
@@ -747,13 +772,17 @@ def _sides_sql(metric: str) -> str:
         """
 
 
+def _system_label(system: str | None) -> str:
+    return f"memory system {system}" if system else "the built-in memory system"
+
+
 def _benchmark_row(benchmark: Benchmark) -> dict[str, Any]:
     return {"benchmark_key": benchmark.key, "name": benchmark.name,
             "variant": benchmark.variant, "source": benchmark.source,
             "sha256": benchmark.sha256, "n_questions": len(benchmark.questions)}
 
 
-def _config_row(config: RetrievalConfig) -> dict[str, Any]:
+def _config_row(config: SpaceConfig) -> dict[str, Any]:
     return {"config_hash": config.config_hash, "canonical_json": config.canonical_json()}
 
 

@@ -4,16 +4,18 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Any, ClassVar, Literal, Optional, Sequence
 
 import yaml
-from pydantic import ConfigDict, Field, create_model, model_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
 from benchmarks.errors import MemevolveError
 from search_space.dimensions import DIMENSIONS, DIMENSIONS_BY_NAME, Dimension
 
 PRESET_DIR = Path(__file__).with_name("presets")
-_META_FIELDS = ("overrides", "answer_model", "question_types", "provenance", "artefacts")
+#: Fields of every config besides its space's dimensions (a dimension may not take these names).
+META_FIELDS = ("overrides", "answer_model", "question_types", "provenance", "artefacts",
+               "system")
 #: ``question_types`` value that routes overrides on the questions' GOLD categories: an oracle
 #: for ablations only, which evaluation refuses unless asked for by this very name.
 ORACLE_GOLD_CATEGORIES = "oracle-gold-categories"
@@ -22,11 +24,13 @@ ORACLE_GOLD_CATEGORIES = "oracle-gold-categories"
 class ConfigError(MemevolveError):
     """A configuration outside the space; lists every bad field with its allowed domain."""
 
-    def __init__(self, problems: list[str], source: str = "config") -> None:
+    def __init__(self, problems: list[str], source: str = "config", fix: str | None = None,
+                 ) -> None:
         self.problems = problems
+        self.fix = fix
         lines = "; ".join(problems)
-        super().__init__(f"{source}: {lines}. Fix: see 'memevolve space' for every field's "
-                         "allowed values.")
+        super().__init__(f"{source}: {lines}. Fix: " + (fix or "see 'memevolve space' (with "
+                         "--system, your pipeline's) for every field's allowed values."))
 
 
 def _python_type(dim: Dimension) -> Any:
@@ -41,13 +45,16 @@ def _normalise(dim: Dimension, value: Any) -> Any:
     return round(value, 6) if dim.kind == "float" else value
 
 
-def validate_values(values: dict[str, Any], *, where: str = "",
-                    per_category: bool = False) -> tuple[dict[str, Any], list[str]]:
-    """Check dimension values; return the normalised values and one problem line per bad field."""
+def validate_values(values: dict[str, Any], *, where: str = "", per_category: bool = False,
+                    space: dict[str, Dimension] | None = None,
+                    ) -> tuple[dict[str, Any], list[str]]:
+    """Check dimension values against ``space`` (name -> dimension; default: the built-in
+    space); return the normalised values and one problem line per bad field."""
+    space = DIMENSIONS_BY_NAME if space is None else space
     clean: dict[str, Any] = {}
     problems: list[str] = []
     for name, value in values.items():
-        dim = DIMENSIONS_BY_NAME.get(name)
+        dim = space.get(name)
         label = f"{where}{name}"
         if dim is None:
             problems.append(f"unknown field '{label}'")
@@ -62,14 +69,19 @@ def validate_values(values: dict[str, Any], *, where: str = "",
     return clean, problems
 
 
-_Values = create_model(  # type: ignore[call-overload]
-    "_Values", __config__=ConfigDict(frozen=True, extra="forbid"),
-    **{d.name: (_python_type(d), Field(default=d.default, description=d.description))
-       for d in DIMENSIONS})
+class SpaceConfig(BaseModel):
+    """A point of one search space: its dimensions' values, plus per-category overrides.
 
+    Each space has its own subclass, built by ``config_class`` from the space's dimensions (the
+    built-in one is ``RetrievalConfig``); everything below reads the space from the class."""
 
-class RetrievalConfig(_Values):  # type: ignore[misc, valid-type]
-    """Every tunable knob of the memory system, plus per-category overrides."""
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    #: The space's dimensions, in declaration order (set by ``config_class``).
+    dimensions: ClassVar[tuple[Dimension, ...]] = ()
+    dimensions_by_name: ClassVar[dict[str, Dimension]] = {}
+    #: The memory system the space belongs to ('package.module:Class'); None: the built-in one.
+    system_name: ClassVar[Optional[str]] = None
 
     overrides: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="Predicted question type -> {per-category field: "
@@ -86,6 +98,9 @@ class RetrievalConfig(_Values):  # type: ignore[misc, valid-type]
     artefacts: dict[str, dict[str, Any]] = Field(
         default_factory=dict, exclude=True, description="Learned parts an exported file carries "
         "(artefact hash -> body); the hashes, not the bodies, are part of the identity.")
+    system: Optional[str] = Field(default=None, description="The memory system this config "
+                                  "tunes ('package.module:Class'; absent: the built-in one); part "
+                                  "of the identity, so two systems never share a stored outcome.")
 
     @model_validator(mode="before")
     @classmethod
@@ -93,8 +108,16 @@ class RetrievalConfig(_Values):  # type: ignore[misc, valid-type]
         if not isinstance(data, dict):
             raise ConfigError([f"a config must be a mapping, got {type(data).__name__}"])
         data = dict(data)
-        meta = {k: data.pop(k) for k in _META_FIELDS if k in data}
-        values, problems = validate_values(data)
+        system = data.setdefault("system", cls.system_name)
+        if system != cls.system_name:
+            theirs = f"memory system '{system}'" if system else "the built-in memory system"
+            raise ConfigError([f"this config is for {theirs}, not for "
+                               f"{cls.system_name or 'the built-in one'} (configs of two systems "
+                               "never mix)"], fix=f"pass --system {system}." if system else
+                              "drop --system, or pass a config of that system.")
+        meta = {k: data.pop(k) for k in META_FIELDS if k in data}
+        space = cls.dimensions_by_name
+        values, problems = validate_values(data, space=space)
         overrides = meta.get("overrides") or {}
         clean_overrides: dict[str, dict[str, Any]] = {}
         if not isinstance(overrides, dict):
@@ -104,7 +127,8 @@ class RetrievalConfig(_Values):  # type: ignore[misc, valid-type]
             if not isinstance(fields, dict):
                 problems.append(f"'overrides.{category}' must be a mapping of fields")
                 continue
-            clean, bad = validate_values(fields, where=f"overrides.{category}.", per_category=True)
+            clean, bad = validate_values(fields, where=f"overrides.{category}.", per_category=True,
+                                         space=space)
             problems.extend(bad)
             if clean:
                 clean_overrides[str(category)] = dict(sorted(clean.items()))
@@ -116,15 +140,24 @@ class RetrievalConfig(_Values):  # type: ignore[misc, valid-type]
         return {**values, **meta, "overrides": dict(sorted(clean_overrides.items()))}
 
     # Identity -----------------------------------------------------------------------------
+    def identity(self) -> dict[str, Any]:
+        """What the hash covers: the dump, without ``system`` for the built-in system (so that
+        its hashes are the ones every store already holds)."""
+        body = self.model_dump()
+        if body["system"] is None:
+            del body["system"]
+        # The dimensions first, as a person reads an exported file.
+        return {**{d.name: body.pop(d.name) for d in self.dimensions}, **body}
+
     def canonical_json(self) -> str:
-        return json.dumps(self.model_dump(), sort_keys=True, separators=(",", ":"))
+        return json.dumps(self.identity(), sort_keys=True, separators=(",", ":"))
 
     @property
     def config_hash(self) -> str:
         return hashlib.sha256(self.canonical_json().encode()).hexdigest()[:16]
 
     # Reading ------------------------------------------------------------------------------
-    def for_type(self, question_type: str | None) -> "RetrievalConfig":
+    def for_type(self, question_type: str | None) -> "SpaceConfig":
         """The effective settings for one (predicted) question type, overrides applied."""
         patch = self.overrides.get(question_type) if question_type is not None else None
         if not patch:
@@ -141,10 +174,10 @@ class RetrievalConfig(_Values):  # type: ignore[misc, valid-type]
         return getattr(self, name)
 
     def dimension_values(self) -> dict[str, Any]:
-        return {d.name: getattr(self, d.name) for d in DIMENSIONS}
+        return {d.name: getattr(self, d.name) for d in self.dimensions}
 
     # Editing ------------------------------------------------------------------------------
-    def with_values(self, values: dict[str, Any], category: str | None = None) -> "RetrievalConfig":
+    def with_values(self, values: dict[str, Any], category: str | None = None) -> "SpaceConfig":
         """A new, validated config with ``values`` set globally or for one category."""
         data = self.model_dump()
         data["provenance"] = {}
@@ -154,14 +187,14 @@ class RetrievalConfig(_Values):  # type: ignore[misc, valid-type]
             data["overrides"] = {k: dict(v) for k, v in data["overrides"].items()}
             data["overrides"].setdefault(category, {}).update(values)
         # An edited config keeps the learned parts it carries (they are not in the dump).
-        return RetrievalConfig.model_validate(data).model_copy(
+        return type(self).model_validate(data).model_copy(
             update={"artefacts": self.artefacts})
 
-    def differences(self, other: "RetrievalConfig") -> dict[str, tuple[Any, Any]]:
+    def differences(self, other: "SpaceConfig") -> dict[str, tuple[Any, Any]]:
         """Field -> (self value, other value) for every field that differs (overrides as
         'overrides.<category>.<field>')."""
         out: dict[str, tuple[Any, Any]] = {}
-        for name in DIMENSIONS_BY_NAME:
+        for name in self.dimensions_by_name:
             if getattr(self, name) != getattr(other, name):
                 out[name] = (getattr(self, name), getattr(other, name))
         for category in sorted(set(self.overrides) | set(other.overrides)):
@@ -176,7 +209,7 @@ class RetrievalConfig(_Values):  # type: ignore[misc, valid-type]
 
     # Files --------------------------------------------------------------------------------
     def to_yaml(self) -> str:
-        body = self.model_dump()
+        body = self.identity()
         if self.provenance:
             body["provenance"] = self.provenance
         if self.artefacts:
@@ -184,7 +217,33 @@ class RetrievalConfig(_Values):  # type: ignore[misc, valid-type]
         return yaml.safe_dump(body, sort_keys=False)
 
 
-def load_config(path: str | Path) -> RetrievalConfig:
+_CLASSES: dict[tuple[tuple[Dimension, ...], Optional[str]], type[SpaceConfig]] = {}
+
+
+def config_class(dimensions: Sequence[Dimension], system: str | None = None,
+                 name: str = "Config") -> type[SpaceConfig]:
+    """The config class of a space: one field per dimension (type, default, description from
+    the Dimension), validated against the space. One class per (dimensions, system)."""
+    key = (tuple(dimensions), system)
+    if key not in _CLASSES:
+        cls = create_model(  # type: ignore[call-overload]
+            name, __base__=SpaceConfig, __module__=__name__,
+            system=(Optional[str], Field(
+                default=system, description=SpaceConfig.model_fields["system"].description)),
+            **{d.name: (_python_type(d), Field(default=d.default, description=d.description))
+               for d in key[0]})
+        cls.dimensions = key[0]
+        cls.dimensions_by_name = {d.name: d for d in key[0]}
+        cls.system_name = system
+        _CLASSES[key] = cls
+    return _CLASSES[key]
+
+
+#: Every tunable knob of the built-in memory system, plus per-category overrides.
+RetrievalConfig = config_class(DIMENSIONS, None, "RetrievalConfig")
+
+
+def load_config(path: str | Path, space: type[SpaceConfig] | None = None) -> SpaceConfig:
     """Read a YAML or JSON config file, with errors that name the file and each bad field."""
     path = Path(path)
     if not path.exists():
@@ -204,9 +263,9 @@ def load_config(path: str | Path) -> RetrievalConfig:
     provenance = data.get("provenance") or {}
     artefacts = data.get("artefacts") or {}
     try:
-        config = RetrievalConfig.model_validate(data)
+        config = (space or RetrievalConfig).model_validate(data)
     except ConfigError as exc:
-        raise ConfigError(exc.problems, str(path)) from None
+        raise ConfigError(exc.problems, str(path), exc.fix) from None
     if not isinstance(artefacts, dict):
         raise ConfigError(["'artefacts' must map an artefact hash to its body"], str(path))
     from search_space.artefacts import artefact_hash

@@ -2,6 +2,8 @@
 and the LLM diagnoser."""
 from __future__ import annotations
 
+from typing import Sequence
+
 from search_space.dimension import SET_SEPARATOR, Dimension, dimension as _d
 
 # The one import of the engine here: retrievers declare their own knobs next to their code, so that
@@ -103,11 +105,11 @@ DIMENSIONS: tuple[Dimension, ...] = (
 DIMENSIONS_BY_NAME: dict[str, Dimension] = {d.name: d for d in DIMENSIONS}
 
 
-def space_markdown() -> str:
+def space_markdown(dimensions: Sequence[Dimension] = DIMENSIONS) -> str:
     """The README's table of dimensions (a test keeps the README in sync with this)."""
     lines = ["| dimension | type | domain | default | scope | what it does |",
              "|---|---|---|---|---|---|"]
-    for d in DIMENSIONS:
+    for d in dimensions:
         scope = "per category" if d.scope == "per_category" else "global"
         domain = d.domain().replace("|", " \\| ")
         lines.append(f"| `{d.name}` | {d.kind} | {domain} | {d.default!r} | {scope} | "
@@ -115,6 +117,6 @@ def space_markdown() -> str:
     return "\n".join(lines)
 
 
-def space_documentation() -> str:
+def space_documentation(dimensions: Sequence[Dimension] = DIMENSIONS) -> str:
     """One line per dimension, as the CLI, the README and the LLM diagnoser show it."""
-    return "\n".join(f"- {d.doc_line()}" for d in DIMENSIONS)
+    return "\n".join(f"- {d.doc_line()}" for d in dimensions)

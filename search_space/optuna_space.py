@@ -23,8 +23,11 @@ def distribution(dim: Dimension, max_context_tokens: int | None = None,
 
 
 def distributions(names: list[str], max_context_tokens: int | None = None,
+                  space: dict[str, Dimension] | None = None,
                   ) -> dict[str, optuna.distributions.BaseDistribution]:
-    return {n: distribution(DIMENSIONS_BY_NAME[n], max_context_tokens) for n in names}
+    """The distributions of ``names`` in ``space`` (name -> dimension; default: built-in)."""
+    space = DIMENSIONS_BY_NAME if space is None else space
+    return {n: distribution(space[n], max_context_tokens) for n in names}
 
 
 def params_from_values(values: dict[str, Any], names: list[str]) -> dict[str, Any]:

@@ -5,7 +5,7 @@ import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Protocol
 
-from search_space.config import ConfigError, RetrievalConfig
+from search_space.config import ConfigError, SpaceConfig
 
 if TYPE_CHECKING:
     from evolve.store import RunStore
@@ -33,7 +33,7 @@ class Proposal:
     def edit_json(self) -> str:
         return json.dumps([e.__dict__ for e in self.edits], sort_keys=True)
 
-    def apply(self, config: RetrievalConfig) -> RetrievalConfig:
+    def apply(self, config: SpaceConfig) -> SpaceConfig:
         """The edited config; raises ConfigError when an edit leaves the space."""
         out = config
         for edit in self.edits:
@@ -54,12 +54,14 @@ class Attempt:
 
 @dataclass
 class DiagnosisContext:
-    """What a diagnoser may read: the store (SQL over failures), the incumbent and history."""
+    """What a diagnoser may read: the store (SQL over failures), the incumbent and history.
+    The incumbent's class is the space searched (``space``): the built-in one or a
+    --system pipeline's."""
 
     store: "RunStore"
     run_id: str
     round: int
-    incumbent: RetrievalConfig
+    incumbent: SpaceConfig
     benchmark_key: str
     question_ids: list[str]
     objective: str
@@ -83,19 +85,30 @@ class DiagnosisContext:
     #: Why an LLM diagnoser fell back to rules this round; None when it did not.
     fallback: str | None = None
 
-    def admissible(self, proposal: Proposal) -> RetrievalConfig | None:
+    @property
+    def space(self) -> type[SpaceConfig]:
+        return type(self.incumbent)
+
+    def admissible(self, proposal: Proposal) -> SpaceConfig | None:
         """The proposal's config if it is valid, within the token cap and not tried yet."""
         try:
             config = proposal.apply(self.incumbent)
         except ConfigError:
             return None
-        budgets = [config.context_budget] + [o.get("context_budget", 0)
-                                             for o in config.overrides.values()]
-        if max(budgets) > self.max_context_tokens:
+        if max(context_budgets(config)) > self.max_context_tokens:
             return None
         if config.config_hash in self.tried_hashes or config == self.incumbent:
             return None
         return config
+
+
+def context_budgets(config: SpaceConfig) -> list[int]:
+    """The config's context budgets, global and per category, where its space has one (the
+    --max-context-tokens cap applies to them)."""
+    if "context_budget" not in config.dimensions_by_name:
+        return [0]
+    return [config.context_budget] + [o.get("context_budget", 0)
+                                      for o in config.overrides.values()]
 
 
 def first_admissible(context: DiagnosisContext, proposals: Iterable[Proposal]) -> list[Proposal]:

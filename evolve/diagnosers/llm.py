@@ -15,8 +15,9 @@ from evolve.diagnosers.base import DiagnosisContext, Edit, Proposal, register
 from evolve.diagnosers.rules import RulesDiagnoser, failure_buckets
 from evolve.evaluation import objective_column
 from evolve.llm import LLMClient, LLMError, LLMReplyError, LLMSettings, Messages, ResponseCache
-from search_space.config import ConfigError, RetrievalConfig, validate_values
-from search_space.dimensions import DIMENSIONS, DIMENSIONS_BY_NAME, space_documentation
+from evolve.diagnosers.base import context_budgets
+from search_space.config import ConfigError, SpaceConfig, validate_values
+from search_space.dimensions import space_documentation
 
 log = logging.getLogger(__name__)
 
@@ -193,7 +194,7 @@ def diagnosis_messages(context: DiagnosisContext, size: PromptSize = SMALL) -> M
     system = "\n\n".join([
         SYSTEM,
         "## Search space: field (type: allowed values; default; scope): meaning\n"
-        + space_documentation(),
+        + space_documentation(context.space.dimensions),
         _instructions(context, _categories(context))])
     summary = context.store.query(
         SUMMARY_SQL.format(column=objective_column(context.objective)),
@@ -257,7 +258,8 @@ def _proposal(context: DiagnosisContext, reply: ProposalReply,
         if category is not None and category not in categories:
             return None, f"unknown category '{category}' (known: {', '.join(sorted(categories))})"
         clean, problems = validate_values({item.field: item.value},
-                                          per_category=category is not None)
+                                          per_category=category is not None,
+                                          space=context.space.dimensions_by_name)
         if problems:
             return None, "; ".join(problems)
         edits.append(Edit(item.field, clean[item.field], category))
@@ -267,8 +269,8 @@ def _proposal(context: DiagnosisContext, reply: ProposalReply,
         config = proposal.apply(context.incumbent)
     except ConfigError as exc:
         return None, "; ".join(exc.problems)
-    idle = [e.field for e in edits
-            if DIMENSIONS_BY_NAME[e.field].needs_llm and config.answerer != "llm"]
+    idle = [e.field for e in edits if context.space.dimensions_by_name[e.field].needs_llm
+            and getattr(config, "answerer", None) != "llm"]
     if idle:
         return None, f"{', '.join(idle)} only matters with answerer=llm"
     return proposal, None
@@ -277,8 +279,7 @@ def _proposal(context: DiagnosisContext, reply: ProposalReply,
 def _inadmissible(context: DiagnosisContext, proposal: Proposal) -> str:
     """Why ``context.admissible`` refused a proposal that applies cleanly."""
     config = proposal.apply(context.incumbent)
-    budgets = [config.context_budget] + [o.get("context_budget", 0)
-                                         for o in config.overrides.values()]
+    budgets = context_budgets(config)
     if max(budgets) > context.max_context_tokens:
         return (f"context_budget {max(budgets)} exceeds the cap of "
                 f"{context.max_context_tokens} tokens")
@@ -290,7 +291,7 @@ def _inadmissible(context: DiagnosisContext, proposal: Proposal) -> str:
 def _record_dimensions(context: DiagnosisContext, replies: list[DimensionReply]) -> None:
     for reply in replies:
         name = reply.name.strip()
-        if name in DIMENSIONS_BY_NAME:
+        if name in context.space.dimensions_by_name:
             context.notes.append(f"llm new dimension '{name}' ignored: already in the space")
         elif name and reply.description.strip():
             context.new_dimensions.append({"name": _clip(name, 100),
@@ -393,8 +394,8 @@ def _units(context: DiagnosisContext, row: dict[str, Any], ids: list[str],
     return [f"- {unit_id}: {_clip(text, chars)}" for unit_id, text in zip(ids, texts)]
 
 
-def _current(config: RetrievalConfig) -> str:
-    lines = [f"- {d.name} = {json.dumps(getattr(config, d.name))}" for d in DIMENSIONS
+def _current(config: SpaceConfig) -> str:
+    lines = [f"- {d.name} = {json.dumps(getattr(config, d.name))}" for d in config.dimensions
              if getattr(config, d.name) != d.default]
     lines += [f"- {name} = {json.dumps(value)} for predicted type {category}"
               for category, fields in config.overrides.items() for name, value in fields.items()]
@@ -429,9 +430,11 @@ def _instructions(context: DiagnosisContext, categories: list[str]) -> str:
             "value; \"category\" is null for a global edit, or one of "
             f"{', '.join(categories) or '(none)'} for a per-category field: a PREDICTED question "
             "type (the override applies to the questions the type predictor assigns to it, "
-            "whatever their gold category). context_budget "
-            f"(global and per category) must stay <= {context.max_context_tokens} tokens. Do "
-            "not repeat an attempt from the history. You may also name new dimensions the "
+            "whatever their gold category). "
+            + (f"context_budget (global and per category) must stay <= "
+               f"{context.max_context_tokens} tokens. "
+               if "context_budget" in context.space.dimensions_by_name else "")
+            + "Do not repeat an attempt from the history. You may also name new dimensions the "
             "space lacks; they are recorded for a person, never run. Leave new_dimensions empty "
             f"unless a failure needs one.\nReply with JSON only, in this shape:\n"
             f"{json.dumps(example)}")

@@ -1,5 +1,7 @@
 """The rules diagnoser (default, no LLM): SQL assigns failures to buckets, a rule table maps
-buckets (per predicted question type) to edits."""
+buckets (per predicted question type) to edits. A rule that reads a dimension the space lacks
+(a --system pipeline's space) does not fire; the generic rule then moves the space's own
+dimensions."""
 from __future__ import annotations
 
 from collections import Counter
@@ -7,7 +9,8 @@ from typing import Any, Callable
 
 from evolve.diagnosers.base import DiagnosisContext, Edit, Proposal, first_admissible, register
 from evolve.memory.retrievers import RETRIEVERS
-from search_space.config import RetrievalConfig
+from search_space.config import RetrievalConfig, SpaceConfig
+from search_space.dimension import Dimension
 from search_space.dimensions import DIMENSIONS_BY_NAME
 
 TEMPORAL_CATEGORIES = ("2", "temporal-reasoning")
@@ -46,6 +49,89 @@ def failure_buckets(context: DiagnosisContext) -> list[dict[str, Any]]:
 
 
 Rule = Callable[[RetrievalConfig, str], list[tuple[Edit, ...]]]
+#: Groups whose numeric dimensions say how much is kept (top-k, a budget): the generic rule
+#: widens them when evidence was ranked but cut.
+WIDENED_GROUPS = ("selection", "context")
+#: The generic rule moves any other numeric dimension by this share of its range, both ways.
+GENERIC_STEP = 0.25
+
+
+class _Absent(Exception):
+    """A rule read a dimension its space lacks: the rule does not fire."""
+
+
+class _SpaceView:
+    """The incumbent as the rules read it: reading a dimension the space lacks raises _Absent
+    (a rule names built-in dimensions; a pipeline's space may have none of them)."""
+
+    def __init__(self, config: SpaceConfig) -> None:
+        self._config = config
+
+    def _check(self, name: str) -> None:
+        if name not in self._config.dimensions_by_name:
+            raise _Absent(name)
+
+    def __getattr__(self, name: str) -> Any:
+        self._check(name)
+        return getattr(self._config, name)
+
+    def value(self, name: str, category: str | None = None) -> Any:
+        self._check(name)
+        return self._config.value(name, category)
+
+
+def bucket_edits(config: SpaceConfig, bucket: str, category: str | None
+                 ) -> list[tuple[Edit, ...]]:
+    """The bucket's rule, or the generic rule where the rule reads a dimension the space lacks."""
+    try:
+        return RULES[bucket](_SpaceView(config), category)  # type: ignore[arg-type]
+    except _Absent:
+        return generic_edits(config, bucket, category)
+
+
+def generic_edits(config: SpaceConfig, bucket: str, category: str | None
+                  ) -> list[tuple[Edit, ...]]:
+    """For any space: evidence ranked but cut widens what is kept (numeric dimensions of the
+    WIDENED_GROUPS, all together first); evidence ranked low or never moves the other knobs:
+    the other choices first when never retrieved, each numeric one a step both ways. Other buckets need the
+    built-in system's knowledge: none."""
+    if bucket not in ("never_retrieved", "ranked_below_cut", "partially_retrieved"):
+        return []
+    numeric = [d for d in config.dimensions if d.kind in ("int", "float")]
+    widen = [d for d in numeric if d.group in WIDENED_GROUPS]
+    where = {d.name: category if d.scope == "per_category" else None for d in config.dimensions}
+    moved = [edits for d in numeric if d not in widen for edits in (
+        _move(config, d, where[d.name], +GENERIC_STEP), _move(config, d, where[d.name],
+                                                              -GENERIC_STEP))]
+    grown = [_widened(config, d, where[d.name]) for d in widen]
+    if len(grown) > 1:
+        # How much is kept is often bounded twice (a count and a budget): widen them together.
+        grown.insert(0, tuple(edit for edits in grown for edit in edits))
+    others = [(Edit(d.name, v, where[d.name]),) for d in config.dimensions
+              if d.kind in ("bool", "choice") for v in
+              ((False, True) if d.kind == "bool" else d.choices)
+              if v != config.value(d.name, where[d.name])]
+    if bucket == "never_retrieved":
+        return others + moved + grown
+    return grown + moved + others
+
+
+def _widened(config: SpaceConfig, dim: Dimension, category: str | None) -> tuple[Edit, ...]:
+    current = config.value(dim.name, category)
+    value = max(current * 1.6, current + 1) if dim.kind == "int" else current * 1.6 or \
+        (dim.high - dim.low) * GENERIC_STEP
+    return (Edit(dim.name, _clamped(dim, value), category),)
+
+
+def _move(config: SpaceConfig, dim: Dimension, category: str | None, share: float,
+          ) -> tuple[Edit, ...]:
+    current = config.value(dim.name, category)
+    return (Edit(dim.name, _clamped(dim, current + share * (dim.high - dim.low)), category),)
+
+
+def _clamped(dim: Dimension, value: float) -> Any:
+    value = min(max(value, dim.low), dim.high)
+    return int(round(value)) if dim.kind == "int" else round(value, 3)
 
 
 def _step(config: RetrievalConfig, name: str, category: str | None, factor: float,
@@ -192,7 +278,8 @@ class RulesDiagnoser:
         score: Counter[tuple[Edit, ...]] = Counter()
         why: dict[tuple[Edit, ...], str] = {}
         for row in buckets:
-            for rank, edits in enumerate(RULES[row["bucket"]](context.incumbent, row["category"])):
+            for rank, edits in enumerate(bucket_edits(context.incumbent, row["bucket"],
+                                                      row["category"])):
                 # Earlier rules of a bucket are the likelier fix: discount later ones.
                 score[edits] += row["n"] / (1 + rank)
                 why.setdefault(edits, f"{row['n']} '{row['bucket']}' failures in category "

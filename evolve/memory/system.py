@@ -1,5 +1,6 @@
-"""The memory system being tuned: units -> retrievers -> fusion -> MMR -> expansion -> packing ->
-answer, for every question of a shard of conversations, with per-question outcome rows.
+"""The built-in memory system: units -> retrievers -> fusion -> MMR -> expansion -> packing ->
+answer, for every question of a shard of conversations; one implementation of
+`evolve.MemoryPipeline` (its space is search_space.dimensions).
 
 `MemorySystem.context` is the one retrieval path: the evaluation answers from it and
 `evolve.Memory.search` serves it to an agent."""
@@ -15,9 +16,6 @@ import numpy as np
 
 from benchmarks.errors import MemevolveError
 from benchmarks.model import Conversation, Question
-from benchmarks.scoring import (LONGMEMEVAL_STORED_KS, locomo_answer_score,
-                                longmemeval_official_turn_metrics, session_recall_at_k,
-                                turn_recall_at_k)
 from evolve.memory.answer import NOT_MENTIONED, extractive_answer
 from evolve.memory.bounded import BoundedCache
 from evolve.memory.feedback import feedback_scores
@@ -26,18 +24,10 @@ from evolve.memory.packing import pack_context
 from evolve.memory.query import ProcessedQuery, process_query
 from evolve.memory.retrievers import RETRIEVERS, DenseRetriever, minmax, score_key
 from evolve.memory.time_prior import apply_time
-from evolve.memory.units import MemoryUnit, UnitSet, build_units, extend_units
+from evolve.memory.units import MemoryUnit, UnitSet, build_units, extend_units, unit_text
+from evolve.systems import KEPT_RANKS, Resources, Retrieval, SystemRunner
 from search_space.config import RetrievalConfig
-
-#: The official LongMemEval corpus: user turns only (assistant turns are indexed but not ranked).
-OFFICIAL_CORPUS_ROLE = "user"
-#: Result-row column -> official metric key, for every stored official metric.
-OFFICIAL_COLUMNS = {f"lme_{level}_{metric}_at_{k}": f"{level}_{metric}@{k}"
-                    for level in ("session", "turn") for metric in ("recall_any", "recall_all",
-                                                                   "ndcg")
-                    for k in LONGMEMEVAL_STORED_KS}
-#: How many ranked units a result row keeps (recall@k for k up to this).
-KEPT_RANKS = 50
+from search_space.dimensions import DIMENSIONS
 #: Retriever settings whose per-question scores a conversation keeps (most recently used).
 SCORE_SETTINGS_KEPT = 16
 
@@ -237,7 +227,10 @@ class RetrievedContext:
 
 
 class MemorySystem:
-    """Evaluates configs on the questions of a shard of conversations, keeping indexes warm."""
+    """Retrieves and answers for the questions of a shard of conversations, keeping indexes
+    warm between configs."""
+
+    dimensions = DIMENSIONS
 
     def __init__(self, conversations: Iterable[Conversation], questions: Iterable[Question],
                  embedder: EmbedderSpec | None = None, llm: LLMSpec | None = None, *,
@@ -249,15 +242,33 @@ class MemorySystem:
         self._embedder_spec = embedder or EmbedderSpec()
         self._llm_spec = llm or LLMSpec()
         self._answerer = None
-        self._judge = None
         self._token_maps: dict[tuple[int, bool], dict[str, int]] = {}
         self._artefacts: dict[str, dict[str, Any]] = dict(artefacts or {})
         self._predicted_types: dict[str, dict[str, str]] = {}
         self.oracle_gold_categories = oracle_gold_categories
+        self._runner: SystemRunner | None = None
+
+    @classmethod
+    def from_resources(cls, conversations: Iterable[Conversation],
+                       resources: Resources) -> "MemorySystem":
+        return cls(conversations, resources.questions, resources.embedder, resources.llm,
+                   artefacts=resources.artefacts,
+                   oracle_gold_categories=resources.oracle_gold_categories)
+
+    @staticmethod
+    def describe_units(conversation: Conversation, unit_ids: list[str],
+                       config: RetrievalConfig) -> list[str]:
+        return [unit_text(conversation, unit_id, config.window_size) for unit_id in unit_ids]
+
+    @staticmethod
+    def prepares(config: RetrievalConfig) -> bool:
+        return needs_dense(config)
 
     def add_conversation(self, conversation: Conversation) -> None:
         """A new conversation, or a known one with turns or sessions appended (its indexes are
         updated, not rebuilt)."""
+        # The runner holds the conversations (the official metrics read their turns).
+        self._runner = None
         if conversation.id in self.memories:
             self.memories[conversation.id].extend(conversation)
             # Token maps are keyed by unit set; the replaced sets' maps are stale.
@@ -324,15 +335,6 @@ class MemorySystem:
             self._answerer = LLMAnswerer(client)
         return self._answerer
 
-    def _llm_judge(self):
-        if self._judge is None and self._llm_spec.judge:
-            from evolve.judge import LLMJudge
-            from evolve.llm import LLMClient, LLMSettings, ResponseCache
-
-            self._judge = LLMJudge(LLMClient(LLMSettings(**self._llm_spec.judge),
-                                             cache=ResponseCache()))
-        return self._judge
-
     def prepare(self, config: RetrievalConfig, conversation_ids: Iterable[str]) -> dict[str, int]:
         """Build the dense indexes that ``config`` needs on these conversations (none when no
         question type of it uses dense retrieval or MMR); returns how many texts were embedded."""
@@ -360,36 +362,30 @@ class MemorySystem:
     def evaluate(self, config: RetrievalConfig, question_ids: Iterable[str] | None = None,
                  ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """Outcome rows for the questions (default: all of the shard), plus LLM call rows."""
-        ids = list(self.questions) if question_ids is None else list(question_ids)
+        if self._runner is None:
+            self._runner = SystemRunner(self, [m.conversation for m in self.memories.values()],
+                                        self.questions.values(), self._llm_spec)
+        return self._runner.evaluate(config, question_ids)
+
+    def retrieve(self, config: RetrievalConfig, questions: Iterable[Question]
+                 ) -> list[Retrieval]:
+        """The MemoryPipeline method: each question's context and answer."""
         # Retrieval runs here, one question after another (its indexes are shared state); the
-        # answers and verdicts, which mostly wait on the LLM, run `concurrency` at a time.
-        retrieved = [self._retrieve(self.questions[qid], config) for qid in ids]
+        # answers, which mostly wait on the LLM, run `concurrency` at a time.
+        retrieved = [self._retrieve(question, config) for question in questions]
         concurrency = self._llm_concurrency(config)
         if concurrency > 1 and len(retrieved) > 1:
             with ThreadPoolExecutor(max_workers=concurrency) as pool:
-                answered = list(pool.map(lambda args: self._answer(*args), retrieved))
-        else:
-            answered = [self._answer(*args) for args in retrieved]
-        rows, calls = [], []
-        for row, question_calls in answered:
-            rows.append(row)
-            calls.extend(question_calls)
-        return rows, calls
-
-    def answer_question(self, question: Question, config: RetrievalConfig,
-                        ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-        return self._answer(*self._retrieve(question, config))
+                return list(pool.map(lambda args: self._answered(*args), retrieved))
+        return [self._answered(*args) for args in retrieved]
 
     def _llm_concurrency(self, config: RetrievalConfig) -> int:
-        """Threads for the answer phase: 1 unless some category answers with the LLM or a judge
-        runs; the clients are built here, before any thread could race to build them."""
-        clients = []
+        """Threads for the answer phase: 1 unless some category answers with the LLM; its
+        client is built here, before any thread could race to build it."""
         answerers = {config.for_type(t).answerer for t in (None, *config.overrides)}
         if "llm" in answerers:
-            clients.append(self._llm_answerer().client)
-        if (judge := self._llm_judge()) is not None:
-            clients.append(judge.client)
-        return min((c.settings.concurrency for c in clients), default=1)
+            return self._llm_answerer().client.settings.concurrency
+        return 1
 
     def context(self, question: Question, config: RetrievalConfig) -> RetrievedContext:
         """The context for a question: its type's settings, query processing, retrieval,
@@ -470,37 +466,15 @@ class MemorySystem:
         start = time.perf_counter()
         return question, config, self.context(question, config), start
 
-    def _answer(self, question: Question, config: RetrievalConfig, context: RetrievedContext,
-                start: float) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-        row = self._outcome_row(question, context)
-        row.update(self._turn_metrics(question, list(context.ranked)))
-        row["question_type"] = context.question_type
+    def _answered(self, question: Question, config: RetrievalConfig, context: RetrievedContext,
+                  start: float) -> Retrieval:
         answer, abstained, invalid, calls = self.answer(question, config, context)
-        row["answer"] = answer
-        row["abstained"] = abstained
-        row["invalid_reason"] = invalid
-        row["answer_f1"] = None if invalid or not (question.answers or question.adversarial) \
-            else locomo_answer_score(answer, question)
-        judge = self._llm_judge() if invalid is None else None
-        row["judge_correct"] = None
-        if judge is not None:
-            from evolve.llm import LLMError
-
-            try:
-                verdict = judge.judge(question, answer)
-                row["judge_correct"] = verdict.correct
-                calls.extend(c.as_row() for c in verdict.calls)
-            except LLMError as exc:
-                # No verdict is no score: the question is invalid, as when the answerer fails.
-                row["invalid_reason"] = f"judge unavailable: {exc}"
-                row["answer_f1"] = None
-                if exc.call is not None:
-                    calls.append(exc.call.as_row())
-        row["llm_prompt_tokens"] = sum(c["prompt_tokens"] for c in calls)
-        row["llm_completion_tokens"] = sum(c["completion_tokens"] for c in calls)
-        row["llm_cost_usd"] = float(sum(c["cost_usd"] for c in calls))
-        row["latency_ms"] = (time.perf_counter() - start) * 1000.0
-        return row, calls
+        return Retrieval(question_id=question.id, ranked=context.ranked, packed=context.packed,
+                         selected=context.selected, context_ids=context.ids,
+                         context_text=context.text, context_tokens=context.tokens,
+                         answer=answer, abstained=abstained, invalid_reason=invalid,
+                         question_type=context.question_type, llm_calls=calls,
+                         latency_ms=(time.perf_counter() - start) * 1000.0)
 
     @staticmethod
     def _ranking_scores(memory: ConversationMemory, units: UnitSet, query: ProcessedQuery,
@@ -519,26 +493,6 @@ class MemorySystem:
                                cfg.recency_weight, cfg.date_window_days)
         return fused
 
-    def _turn_metrics(self, question: Question, ranked: list[MemoryUnit]) -> dict[str, Any]:
-        """Turn-level recall@5/@10 of the ranking expanded to turns, and LongMemEval's official
-        metrics where the question has official targets (None otherwise). The ranking is the
-        kept head (KEPT_RANKS units, every turn of an oracle haystack); the official scorer
-        completes it with the unranked user turns in corpus order."""
-        turns = [t for unit in ranked for t in unit.turn_ids]
-        out: dict[str, Any] = {
-            f"turn_recall_at_{k}": turn_recall_at_k(turns, question.evidence, k)
-            for k in LONGMEMEVAL_STORED_KS}
-        official: dict[str, float] = {}
-        if question.target_turns:
-            conversation = self.memories[question.conversation_id].conversation
-            session_of = {t.id: t.session_index for t in conversation.turns}
-            corpus = [t.id for t in conversation.turns if t.speaker == OFFICIAL_CORPUS_ROLE]
-            official = longmemeval_official_turn_metrics(
-                turns, corpus, question.target_turns, session_of, question.evidence_sessions)
-        for column, key in OFFICIAL_COLUMNS.items():
-            out[column] = official.get(key)
-        return out
-
     def _token_map(self, units: UnitSet, dated: bool) -> dict[str, int]:
         key = (id(units), dated)
         if key not in self._token_maps:
@@ -549,39 +503,6 @@ class MemorySystem:
                 tokens.setdefault(unit.id, count)
             self._token_maps[key] = tokens
         return self._token_maps[key]
-
-    @staticmethod
-    def _outcome_row(question: Question, context: RetrievedContext) -> dict[str, Any]:
-        gold = set(question.evidence)
-        ranked, selected, packed = list(context.ranked), list(context.selected), \
-            list(context.packed)
-
-        def recall(units: list[MemoryUnit]) -> float | None:
-            if not gold:
-                return None
-            covered = {t for u in units for t in u.turn_ids}
-            return len(gold & covered) / len(gold)
-
-        evidence_rank = next((r for r, u in enumerate(ranked, 1) if gold & set(u.turn_ids)), None)
-        gold_sessions = set(question.evidence_sessions)
-        # The first 5 distinct sessions: a turn ranking names a session once per turn.
-        session_recall = session_recall_at_k([u.session_index for u in ranked], gold_sessions, 5)
-        return {
-            "question_id": question.id,
-            "conversation_id": question.conversation_id,
-            "category": question.category,
-            "adversarial": question.adversarial,
-            "retrieved_ids": [u.id for u in ranked],
-            "context_ids": context.ids,
-            "evidence_ids": list(question.evidence),
-            "recall_at_5": recall(ranked[:5]),
-            "recall_at_10": recall(ranked[:10]),
-            "recall_at_k": recall(selected),
-            "recall_in_context": recall(packed),
-            "session_recall_at_5": session_recall,
-            "evidence_rank": evidence_rank,
-            "context_tokens": context.tokens,
-        }
 
 
 def check_routing(config: RetrievalConfig, oracle_gold_categories: bool = False) -> None:
