@@ -6,9 +6,10 @@ from typing import Sequence
 
 from search_space.dimension import SET_SEPARATOR, Dimension, dimension as _d
 
-# The one import of the engine here: retrievers declare their own knobs next to their code, so that
+# The imports of the engine here: retrievers declare their own knobs next to their code, so that
 # adding one touches one file (evolve.memory.retrievers imports nothing of search_space but the
 # Dimension class).
+from evolve.memory.multihop import MULTI_QUERY_MODES
 from evolve.memory.retrievers import RETRIEVERS
 
 DIMENSIONS: tuple[Dimension, ...] = (
@@ -70,6 +71,20 @@ DIMENSIONS: tuple[Dimension, ...] = (
     _d("prf_weight", "float", 0.3, "Weight of the feedback round against the first round, and "
        "how far Rocchio moves the dense query (prf_units > 0).", low=0.0, high=1.0,
        group="feedback"),
+    # Multi-hop.
+    _d("multi_query", "choice", "off", "Multi-query retrieval: rank the question's clauses "
+       "('clauses'), one query per entity it names with the others removed ('entities'), or "
+       "both, apart, and fuse those rankings by RRF (rrf_k), the whole question breaking ties; "
+       "a question of one part is ranked as it is.",
+       choices=MULTI_QUERY_MODES, group="multihop", scope="per_category"),
+    _d("hop2_units", "int", 0, "Iterative retrieval: the best N units of the first ranking "
+       "seed a second query (the question plus the names and terms they hold that it lacks), "
+       "whose ranking is mixed in; 0 = off.", low=0, high=10, group="multihop",
+       scope="per_category"),
+    _d("hop2_terms", "int", 3, "Terms of the first hits (besides their names) added to the "
+       "second hop's query (hop2_units > 0).", low=0, high=20, group="multihop"),
+    _d("hop2_weight", "float", 0.5, "Weight of the second hop's ranking against the first "
+       "(hop2_units > 0).", low=0.0, high=1.0, group="multihop"),
     # Selection and context.
     _d("top_k", "int", 5, "Units kept after ranking.", low=1, high=50, group="selection",
        scope="per_category"),

@@ -134,6 +134,22 @@ CONVERSATIONS = (
                   _session(1, "2023-01-10", "Alice: My favourite colour is blue.", *FILLER),
                   _session(2, "2023-05-20", "Alice: My favourite colour is green these days.",
                            *FILLER)),
+    # Bob's teacher is named in one turn and her home in another, four turns later.
+    _conversation("hops", _session(
+        1, None, "Bob: My violin teacher is Marta.", *FILLER, "Alice: Marta lives in Porto.")),
+    # The hobby's name, not a person's, links the question to the turn about its class.
+    _conversation("hop_terms", _session(
+        1, None, "Alice: My new hobby is pottery.", *FILLER,
+        "Bob: The pottery class meets on Mondays.")),
+    # The curry turns match two words of the question each, the trip turn one.
+    _conversation("clauses", _session(
+        1, None, "Alice: I cook curry often.", "Alice: I cook curry for Tom.",
+        "Bob: I travel to Oslo by train.", *FILLER)),
+    # Marta's turns name her three times each; Rex's turns name him once.
+    _conversation("entities", _session(
+        1, None, "Alice: Marta swam, Marta ran, Marta rested.",
+        "Alice: Marta sang, Marta danced, Marta slept.", "Bob: Rex barked.",
+        "Bob: Rex chewed my slippers.", *FILLER)),
     _conversation("long", _session(1, None, *(
         f"{speaker}: On day {day} of the road trip we drove through small towns, stopped for "
         f"coffee, took photos of old churches and talked about music until the sun went down "
@@ -175,6 +191,11 @@ QUESTIONS = (
     _question("hike_tom", "feedback", "Where did Alice go hiking?", evidence=("D1:5",)),
     _question("recital", "passages", "When is the violin recital?", evidence=("D1:1",)),
     _question("chain", "sessions", "How did the bike chain get fixed?", evidence=("D2:2",)),
+    _question("teacher", "hops", "Where does Bob's violin teacher live?", evidence=("D1:6",)),
+    _question("hobby", "hop_terms", "When does Alice's new hobby meet?", evidence=("D1:6",)),
+    _question("cook_travel", "clauses", "What curry did Alice cook and where did Bob travel?",
+              evidence=("D1:1", "D1:3")),
+    _question("marta_rex", "entities", "What did Marta and Rex do?", evidence=("D1:1", "D1:3")),
 )
 
 
@@ -456,6 +477,37 @@ def _more_expansion_terms_reach_the_turn_with_the_second_term(system: MemorySyst
 def _a_zero_feedback_weight_keeps_the_first_ranking(system: MemorySystem) -> None:
     assert _row(system, "hike_alps", prf_units=1, prf_weight=0.0)["evidence_rank"] == 6
     assert _row(system, "hike_alps", prf_units=1, prf_weight=0.5)["evidence_rank"] == 4
+
+
+@proves("multi_query")
+def _sub_queries_give_each_part_of_the_question_a_top_slot(system: MemorySystem) -> None:
+    # The whole question fills both slots with the part that matches more of its words.
+    assert _row(system, "cook_travel", top_k=2)["recall_in_context"] == 0.5
+    assert _row(system, "cook_travel", top_k=2, multi_query="clauses")["recall_in_context"] == 1.0
+    assert _row(system, "marta_rex", top_k=2)["recall_in_context"] == 0.5
+    assert _row(system, "marta_rex", top_k=2, multi_query="entities")["recall_in_context"] == 1.0
+    # Each mode makes only its own sub-queries: one clause, or one entity, splits nothing.
+    assert _row(system, "marta_rex", top_k=2, multi_query="clauses")["recall_in_context"] == 0.5
+    assert _row(system, "cook_travel", top_k=2, multi_query="both")["recall_in_context"] == 1.0
+
+
+@proves("hop2_units")
+def _a_second_hop_from_the_first_hit_reaches_the_turn_it_names(system: MemorySystem) -> None:
+    assert _row(system, "teacher")["evidence_rank"] == 6
+    assert _row(system, "teacher", hop2_units=1)["evidence_rank"] == 2
+
+
+@proves("hop2_terms")
+def _hop_terms_carry_what_the_first_hit_is_about_into_the_second_query(
+        system: MemorySystem) -> None:
+    assert _row(system, "hobby", hop2_units=1, hop2_terms=0)["evidence_rank"] == 6
+    assert _row(system, "hobby", hop2_units=1, hop2_terms=3)["evidence_rank"] < 6
+
+
+@proves("hop2_weight")
+def _a_zero_hop_weight_keeps_the_first_ranking(system: MemorySystem) -> None:
+    assert _row(system, "teacher", hop2_units=1, hop2_weight=0.0)["evidence_rank"] == 6
+    assert _row(system, "teacher", hop2_units=1, hop2_weight=0.5)["evidence_rank"] == 2
 
 
 @proves("recency_weight")

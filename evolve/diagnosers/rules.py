@@ -223,7 +223,19 @@ def _partially_retrieved(config: RetrievalConfig, category: str) -> list[tuple[E
                  category),)]
     if config.value("mmr_lambda", category) > 0.6:
         out.append((Edit("mmr_lambda", 0.6, category),))
-    return out + _cheaper_context(config, category)[:2] + _never_retrieved(config, category)[:2]
+    return out + _multi_hop(config, category) + _cheaper_context(config, category)[:2] \
+        + _never_retrieved(config, category)[:2]
+
+
+def _multi_hop(config: RetrievalConfig, category: str) -> list[tuple[Edit, ...]]:
+    """Part of the evidence found, part missing: the question has parts (clauses, entities)
+    ranked apart, or a hop from what was found leads to the rest."""
+    out = []
+    if config.value("multi_query", category) == "off":
+        out.append((Edit("multi_query", "both", category),))
+    if config.value("hop2_units", category) == 0:
+        out.append((Edit("hop2_units", 3, category),))
+    return out
 
 
 def _temporal(config: RetrievalConfig, category: str) -> list[tuple[Edit, ...]]:

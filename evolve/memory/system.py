@@ -20,6 +20,7 @@ from evolve.memory.answer import NOT_MENTIONED, extractive_answer
 from evolve.memory.bounded import BoundedCache
 from evolve.memory.feedback import feedback_scores
 from evolve.memory.hierarchy import mix_session_scores, uses_sessions
+from evolve.memory.multihop import multihop_scores
 from evolve.memory.packing import pack_context
 from evolve.memory.query import ProcessedQuery, process_query
 from evolve.memory.retrievers import RETRIEVERS, DenseRetriever, minmax, score_key
@@ -98,6 +99,11 @@ class ConversationMemory:
                                                use_keywords=config.query_keywords,
                                                speaker_swap=config.speaker_swap)
         return self._queries[key]
+
+    def text_query(self, text: str, config: RetrievalConfig) -> ProcessedQuery:
+        """Another query text (a sub-query, a second hop) processed as the question is."""
+        return process_query(text, self.conversation.speakers,
+                             use_keywords=config.query_keywords, speaker_swap=config.speaker_swap)
 
     def retriever_scores(self, name: str, units: UnitSet, query: ProcessedQuery,
                          config: RetrievalConfig) -> np.ndarray:
@@ -409,6 +415,14 @@ class MemorySystem:
                 rescore=lambda name, q: memory.retriever_scores(name, units, q, cfg),
                 dense=dense if "dense" in active else None)
             fused = self._ranking_scores(memory, units, query, scores, cfg, question)
+            order = np.lexsort((positions, -fused))
+        if cfg.multi_query != "off" or cfg.hop2_units > 0:
+            def fused_for(text: str) -> np.ndarray:
+                other = memory.text_query(text, cfg)
+                return self._ranking_scores(
+                    memory, units, other, {name: memory.retriever_scores(name, units, other, cfg)
+                                           for name in active}, cfg, question)
+            fused = multihop_scores(fused, units, query, cfg, fused_for)
             order = np.lexsort((positions, -fused))
         vectors = dense.unit_vectors(units) if cfg.mmr_lambda < 1.0 else None
         selected_idx = mmr_select(order, fused, vectors, cfg.top_k, cfg.mmr_lambda)
