@@ -102,7 +102,7 @@ def print_outcome(store: "RunStore", outcome: "RunOutcome") -> None:
     if outcome.test_start is not None and outcome.test_best is not None:
         rows.append(line("test", outcome.test_start, outcome.test_best))
     console.print(table(f"run {outcome.run_id}: {outcome.status} after {outcome.rounds} rounds, "
-                        f"{outcome.evaluations:g} evaluations, {outcome.wall_s:.1f}s "
+                        f"{evaluations_text(outcome.evaluations)}, {outcome.wall_s:.1f}s "
                         "(headline: non-adversarial questions)",
                         ["split", "start", "evolved", "gain", "adversarial start",
                          "adversarial evolved"], rows))
@@ -120,6 +120,12 @@ def print_outcome(store: "RunStore", outcome: "RunOutcome") -> None:
                                     outcome.test_best.rows)
         if types is not None:
             console.print(types)
+
+
+def evaluations_text(evaluations: float) -> str:
+    """The budget spent: screening on a subsample counts by the share of dev questions it
+    scored, so the figure can be fractional; one decimal says enough."""
+    return f"{round(evaluations, 1):g} evaluations"
 
 
 def llm_fallback_line(llm_rounds: int, fallbacks: list[str]) -> str:
