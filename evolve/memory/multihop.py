@@ -80,8 +80,11 @@ _TIE_BREAK = 1e-9
 
 def hop_text(query: "ProcessedQuery", units: "UnitSet", hits: list[int], n_terms: int) -> str | None:
     """The second hop's query: the question plus the names the first hits hold that it lacks
-    (in rank order) and their ``n_terms`` most telling terms; None when they add nothing."""
-    asked = {e.lower() for e in query.entities}
+    (in rank order, the speakers' left out) and their ``n_terms`` most telling terms; None when
+    they add nothing."""
+    # The speakers' names are on every other line of a conversation: a hop on one drifts.
+    asked = {e.lower() for e in query.entities} | {
+        (units.units[i].speaker or "").lower() for i in hits}
     names = []
     for index in hits:
         for name in names_in(units.units[index].text):
