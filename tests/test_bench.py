@@ -197,6 +197,14 @@ def test_scale_on_ray_reports_each_actors_peak_memory(tmp_path):
     assert rows["embedding-warm"]["cache_hits"] == rows["embedding-warm"]["texts"]
 
 
+@pytest.mark.parametrize("item, says", [("index_roles=bogus", "must be one of all, user"),
+                                         ("index_roles", "is not FIELD=VALUE")])
+def test_scale_refuses_a_bad_set_with_the_fix(tmp_path, item, says):
+    result = runner.invoke(app, ["bench", "scale", "--smoke", "--set", item,
+                                 "--db", str(tmp_path / "b.duckdb")])
+    assert result.exit_code == 2 and says in result.output and "Fix:" in result.output
+
+
 def test_scale_refuses_an_unknown_embedder(tmp_path):
     result = runner.invoke(app, ["bench", "scale", "--smoke", "--embedder", "word2vec",
                                  "--db", str(tmp_path / "b.duckdb")])

@@ -67,6 +67,21 @@ def _open_store(db: Path):
     return store
 
 
+def _field_values(items: list[str]) -> dict[str, object]:
+    """``FIELD=VALUE`` texts as config values, each VALUE read as YAML (7, 0.5, true, user),
+    as a config file would give it."""
+    import yaml
+
+    values: dict[str, object] = {}
+    for item in items:
+        name, sep, text = item.partition("=")
+        if not sep or not name.strip():
+            raise MemevolveError(f"--set '{item}' is not FIELD=VALUE. Fix: e.g. --set "
+                                 "index_roles=user.")
+        values[name.strip()] = yaml.safe_load(text)
+    return values
+
+
 def _bench_id(kind: str) -> str:
     return f"bench-{kind}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
 
@@ -245,6 +260,10 @@ def scale_command(
                                          "(default strong, a hybrid)."),
     config_file: Optional[Path] = typer.Option(None, "--config", help="The config measured, "
                                                "as a YAML file (e.g. index_roles: user)."),
+    set_values: Optional[list[str]] = typer.Option(None, "--set", metavar="FIELD=VALUE",
+                                                   help="Change a field of the config, "
+                                                   "repeatable: e.g. --set index_roles=user "
+                                                   "(LongMemEval's official setting)."),
     embedder: Optional[str] = EmbedderOpt,
     workers: Optional[int] = typer.Option(None, help="Ray workers (default: one per core; "
                                           "0 = in this process)."),
@@ -259,6 +278,9 @@ def scale_command(
     if config_file is not None and preset is not None:
         raise MemevolveError("pass either --config or --preset, not both.")
     config = load_config(config_file) if config_file else load_preset(preset or "strong")
+    changes = _field_values(set_values or [])
+    if changes:
+        config = config.with_values(changes)
     spec = embedder_spec(embedder)
     limit = limit if limit is not None else (5 if smoke else None)
     workers = workers if workers is not None else (0 if smoke else None)
@@ -271,6 +293,7 @@ def scale_command(
                        + (["--limit", str(limit)] if limit is not None and not smoke else [])
                        + (["--config", _quote(config_file)] if config_file else
                           ["--preset", preset or "strong"])
+                       + [f"--set {k}={_quote(v)}" for k, v in changes.items()]
                        + (["--embedder", embedder] if embedder else [])
                        + (["--workers", str(workers)] if workers is not None and not smoke
                           else []))
