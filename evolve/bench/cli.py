@@ -272,7 +272,8 @@ def scale_command(
     """Wall time and peak memory (driver, each actor) of every stage: load, units, BM25 index,
     embedding cold and warm, evaluation."""
     from benchmarks import load_benchmark, parse_options
-    from evolve.bench.scale import first_questions, measure_scale, scale_markdown
+    from evolve.bench.scale import (first_questions, measure_scale, quantiles_shown,
+                                    scale_markdown)
     from search_space.config import load_config, load_preset
 
     if config_file is not None and preset is not None:
@@ -321,8 +322,8 @@ def scale_command(
                         f"{counts['turns']} turns (run {run_id})",
                         ["stage", "wall s", "p50 ms", "p95 ms", "texts", "cache hits",
                          "driver MiB", "actors MiB", "sum MiB", "tree MiB"],
-                        [[r["stage"], round(r["total_s"], 1), round(r["p50_ms"], 1),
-                          round(r["p95_ms"], 1), r["texts"], r["cache_hits"],
+                        [[r["stage"], round(r["total_s"], 1), *quantiles_shown(r),
+                          r["texts"], r["cache_hits"],
                           round(r["driver_peak_mb"]),
                           " + ".join(f"{p:.0f}" for p in r["actor_peaks_mb"]) or "-",
                           round(r["driver_peak_mb"] + r["actors_peak_mb"]),

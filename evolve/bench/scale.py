@@ -28,6 +28,9 @@ if TYPE_CHECKING:
 COLD_STAGES = ("load", "start", "units", "bm25-index", "embedding-cold", "evaluation")
 WARM_STAGES = ("load-warm", "start-warm", "units-warm", "bm25-index-warm", "embedding-warm",
                "evaluation-warm")
+#: The stages timed question by question (the others as a whole: no per-question quantiles).
+PER_QUESTION = ("units", "bm25-index", "evaluation", "units-warm", "bm25-index-warm",
+                "evaluation-warm")
 
 
 @dataclass
@@ -218,6 +221,13 @@ def _peak(system: MemorySystem) -> dict[str, Any]:
     return process_peak()
 
 
+def quantiles_shown(row: dict[str, Any]) -> tuple[str, str]:
+    """p50 and p95 ms as shown: '-' for a stage timed as a whole."""
+    if row["stage"] not in PER_QUESTION:
+        return "-", "-"
+    return f"{row['p50_ms']:.1f}", f"{row['p95_ms']:.1f}"
+
+
 def scale_markdown(measured: Measured) -> str:
     rows, bench, counts, scores = (measured.rows, measured.benchmark, measured.counts,
                                    measured.scores)
@@ -231,8 +241,9 @@ def scale_markdown(measured: Measured) -> str:
              "|---|---:|---:|---:|---:|---:|---:|---|---:|---:|"]
     for r in rows:
         actors = " + ".join(f"{p:.0f}" for p in r["actor_peaks_mb"]) or "-"
-        lines.append(f"| {r['stage']} | {r['total_s']:.1f} | {r['p50_ms']:.1f} | "
-                     f"{r['p95_ms']:.1f} | {r['texts']} | {r['cache_hits']} | "
+        p50, p95 = quantiles_shown(r)
+        lines.append(f"| {r['stage']} | {r['total_s']:.1f} | {p50} | {p95} | {r['texts']} | "
+                     f"{r['cache_hits']} | "
                      f"{r['driver_peak_mb']:.0f} | {actors} | "
                      f"{r['driver_peak_mb'] + r['actors_peak_mb']:.0f} | "
                      f"{r['tree_peak_mb']:.0f} |")
@@ -244,5 +255,8 @@ def scale_markdown(measured: Measured) -> str:
                   for name, value in scores.items()) + ".",
               "", "Peaks are each process's getrusage maximum up to the end of the stage (the "
               "warm pass runs on new actors). The process tree is sampled every 0.5 s and "
-              "counts Ray's own processes and shared pages once per process."]
+              "counts Ray's own processes and shared pages once per process. An evaluation's "
+              "per-question time is its row's latency_ms, which runs from the start of the "
+              "question's retrieval to its answer, and a chunk's retrievals all run before "
+              "its answers."]
     return "\n".join(lines)
