@@ -433,12 +433,14 @@ def _stored_settings(db: Path, run_id: str):
 def runs_command(db: Path = DbOpt) -> None:
     """List the runs in the store."""
     from evolve.store import RunStore
+    from evolve.systems import BUILTIN
 
     with RunStore(db, read_only=True) as store:
         rows = store.list_runs()
-    console.print(table(f"runs in {db}", ["run", "kind", "benchmark", "split", "status",
-                                          "evaluations", "best dev", "started"],
-                        [[r["run_id"], r["kind"], r["benchmark_key"], r["split_name"],
+    console.print(table(f"runs in {db}", ["run", "kind", "system", "benchmark", "split",
+                                          "status", "evaluations", "best dev", "started"],
+                        [[r["run_id"], r["kind"], r["system"] or BUILTIN, r["benchmark_key"],
+                          r["split_name"],
                           r["state"], r["n_evaluations"], r.get("best_dev_score"),
                           str(r["started_at"])[:19]] for r in rows]))
     for r in rows:

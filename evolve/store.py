@@ -384,7 +384,9 @@ class RunStore:
         """Every run; ``state`` is its status, or 'interrupted' for a running run whose
         process is gone."""
         rows = self._dicts("""
-            SELECT r.run_id, r.kind, r.benchmark_key, r.split_name, r.status,
+            SELECT r.run_id, r.kind,
+                   json_extract_string(r.settings_json, '$.system') AS system,
+                   r.benchmark_key, r.split_name, r.status,
                    count(e.evaluation_id) AS n_evaluations,
                    max(e.score) FILTER (WHERE e.part = 'dev') AS best_dev_score,
                    r.started_at, r.finished_at, r.owner_host, r.owner_pid, r.owner_started

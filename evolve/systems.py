@@ -109,8 +109,11 @@ class MemoryPipeline(Protocol):
       search space: the config class, the LLM diagnoser's prompt, exploration, the store and
       exports all come from them. Dimensions in group "selection" or "context" (how much is
       kept: top-k, a budget) are widened by the rules diagnoser when evidence is ranked below
-      the cut; a space with per-category dimensions receives overrides keyed by the predicted
-      question type (see Resources.artefacts), others never get any.
+      the cut; one named ``context_budget`` is capped by --max-context-tokens. A space with
+      per-category dimensions gets a question-type predictor trained on dev, and overrides keyed
+      by the type it predicts: the pipeline receives the predictor through ``add_artefacts``
+      (its hash is ``config.question_types``; evolve.question_types.QuestionTypePredictor reads
+      it) and applies ``config.for_type(type)``. A space without any never gets overrides.
     - ``Class(conversations, resources)`` builds it for one shard of conversations (a class
       whose constructor takes other arguments defines ``from_resources(conversations,
       resources)`` instead); it may keep its indexes between configs.
@@ -186,6 +189,12 @@ def check_system(cls: Any, label: str) -> None:
                 d.validate(d.default)
             except ValueError as exc:
                 problems.append(f"dimension '{d.name}': its default {exc}")
+        routed = [d.name for d in dims if d.scope == "per_category"]
+        if routed and not callable(getattr(cls, "add_artefacts", None)):
+            # Without the predictor its overrides would be proposed, evaluated and ignored.
+            problems.append(f"per-category dimensions ({', '.join(routed)}) need an "
+                            "add_artefacts(artefacts) method to receive the question-type "
+                            "predictor that picks the overrides")
     if problems:
         raise MemevolveError(f"{label}: not a memory pipeline: {'; '.join(problems)}. Fix: "
                              "implement evolve.MemoryPipeline (see examples/byo_pipeline).")

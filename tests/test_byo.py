@@ -88,6 +88,8 @@ def test_every_stored_config_is_of_the_pipeline_and_edits_only_its_dimensions(by
     settings = json.loads(_query(db, "SELECT settings_json FROM runs WHERE run_id = ?",
                                  [run_id])[0]["settings_json"])
     assert settings["system"] == CANONICAL
+    listed = _cli("runs", "--db", db)
+    assert listed.exit_code == 0 and CANONICAL in listed.output
 
 
 def test_report_and_export_work_and_the_export_evaluates_back(byo_run, tmp_path):
@@ -214,13 +216,16 @@ def test_a_class_that_is_no_pipeline_gets_a_clear_error():
 
     bad = _pipeline((Dimension("k", "int", 0, "k", low=1, high=3),
                      Dimension("k", "int", 1, "k", low=1, high=3),
-                     Dimension("system", "bool", False, "clash")), lambda *a: [])
+                     Dimension("system", "bool", False, "clash"),
+                     Dimension("depth", "int", 1, "d", low=1, high=3, scope="per_category")),
+                    lambda *a: [])
     with pytest.raises(MemevolveError) as info:
         check_system(bad, "--system x:Bad")
     message = str(info.value)
     assert "dimension 'k' is declared twice" in message
     assert "'system' takes a reserved config field name" in message
     assert "dimension 'k': its default must be between 1 and 3" in message
+    assert "per-category dimensions (depth) need an add_artefacts" in message
     assert "Fix: implement evolve.MemoryPipeline" in message
     with pytest.raises(MemevolveError, match="not of the form package.module:Class"):
         resolve_system("byo_pipeline")
