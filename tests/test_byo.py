@@ -241,3 +241,33 @@ def test_a_pipeline_that_answers_for_the_wrong_questions_is_refused():
     evaluator = Evaluator(bench, workers=0, system=broken)
     with pytest.raises(MemevolveError, match="one Retrieval per question|retrievals, not one"):
         evaluator.run([(evaluator.space(), [bench.questions[0].id])])
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_ray_workers_import_the_pipeline_from_the_driver_path_and_match_in_process():
+    """No PYTHONPATH: the driver imported the example through sys.path alone, which Ray
+    workers do not share; they import it from the folder the driver named."""
+    import ray
+
+    from benchmarks import load_benchmark
+    from byo_pipeline import TfidfPipeline
+    from evolve.evaluation import Evaluator
+
+    assert str(EXAMPLES) not in os.environ.get("PYTHONPATH", "")
+    bench = load_benchmark("synthetic", None, conversations=4)
+    ids = [q.id for q in bench.questions]
+    config = Evaluator(bench, workers=0, system=TfidfPipeline).space(
+        chunking="session", top_k=3, context_budget=600)
+    with Evaluator(bench, workers=0, system=TfidfPipeline) as local:
+        ((expected, _),) = local.run([(config, ids)])
+    try:
+        with Evaluator(bench, workers=2, system=TfidfPipeline) as remote:
+            ((rows, _),) = remote.run([(config, ids)])
+            assert len({p["pid"] for p in remote.placement()}) == 2
+    finally:
+        ray.shutdown()
+    columns = ("question_id", "retrieved_ids", "context_ids", "recall_in_context",
+               "context_tokens")
+    assert [{c: r[c] for c in columns} for r in rows] == \
+        [{c: r[c] for c in columns} for r in expected]
