@@ -46,9 +46,11 @@ def objective_column(objective: str) -> str:
     return "judge_correct" if objective == "judge" else objective
 
 
-def outcome_context_key(embedder: EmbedderSpec, llm: LLMSpec) -> str:
+def outcome_context_key(embedder: EmbedderSpec, llm: LLMSpec,
+                        system_version: str | None = None) -> str:
     """What besides (config, benchmark, question) an outcome depends on: the engine and scorer
-    version, the embedder, the answering LLM's and the judge's reply settings."""
+    version, the embedder, the answering LLM's and the judge's reply settings, and a --system
+    pipeline's own ``version`` (class attribute) where it declares one."""
     import hashlib
     import json
 
@@ -58,6 +60,9 @@ def outcome_context_key(embedder: EmbedderSpec, llm: LLMSpec) -> str:
     body = {"engine": ENGINE_VERSION,
             "embedder": [embedder.backend, embedder.model, embedder.options],
             "answer": reply(llm.answer), "judge": reply(llm.judge)}
+    if system_version is not None:
+        # Only when declared: the keys of every row already stored stay what they were.
+        body["system_version"] = system_version
     return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -421,7 +426,8 @@ def evaluate_configs(evaluator: Evaluator, configs: Sequence[SpaceConfig],
     start = time.perf_counter()
     key = evaluator.benchmark.key
     _provide_artefacts(evaluator, configs, question_ids, part, store)
-    context = outcome_context_key(evaluator.embedder, evaluator.llm)
+    context = outcome_context_key(evaluator.embedder, evaluator.llm,
+                                  getattr(evaluator.system, "version", None))
     cached = [store.cached_results(c.config_hash, key, question_ids, context_key=context,
                                    require=objective_column(objective)) if store else {}
               for c in configs]

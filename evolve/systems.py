@@ -124,7 +124,9 @@ class MemoryPipeline(Protocol):
     before the questions, e.g. embed) with ``prepares(config) -> bool`` to skip configs that
     need none; ``embedding_counters() -> {"hits", "misses"}``; ``add_artefacts(artefacts)``;
     and the classmethod ``describe_units(conversation, unit_ids, config) -> texts`` that shows
-    units to the LLM diagnoser (default: a turn id's text, else the id)."""
+    units to the LLM diagnoser (default: a turn id's text, else the id). A ``version`` class
+    attribute (a string) is part of every stored outcome's key: change it when a code change
+    alters what the pipeline retrieves, and stored outcomes are recomputed, not reused."""
 
     dimensions: ClassVar[Sequence[Dimension]]
 

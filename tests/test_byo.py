@@ -271,3 +271,29 @@ def test_ray_workers_import_the_pipeline_from_the_driver_path_and_match_in_proce
                "context_tokens")
     assert [{c: r[c] for c in columns} for r in rows] == \
         [{c: r[c] for c in columns} for r in expected]
+
+
+def test_a_new_pipeline_version_recomputes_the_stored_outcomes(tmp_path):
+    from benchmarks import load_benchmark
+    from byo_pipeline import TfidfPipeline
+    from evolve.evaluation import Evaluator, evaluate_configs
+    from evolve.store import RunStore
+
+    bench = load_benchmark("synthetic", None, conversations=2)
+    ids = [q.id for q in bench.questions]
+    newer = type("TfidfPipeline", (TfidfPipeline,), {"version": "2",
+                                                      "__module__": TfidfPipeline.__module__})
+    newer.__qualname__ = TfidfPipeline.__qualname__
+    reused = []
+    with RunStore(tmp_path / "v.duckdb") as store:
+        from benchmarks.splits import make_split
+
+        for cls in (TfidfPipeline, TfidfPipeline, newer):
+            run_id = f"eval-{len(reused)}"
+            store.create_run(run_id, "eval", bench, make_split(bench, "all"), {})
+            with Evaluator(bench, workers=0, system=cls) as evaluator:
+                (result,) = evaluate_configs(evaluator, [evaluator.space()], ids, part="all",
+                                             objective="recall_in_context", store=store,
+                                             run_id=run_id)
+            reused.append(result.n_reused)
+    assert reused == [0, len(ids), 0]

@@ -16,6 +16,8 @@ class TfidfPipeline:
     """Chunks each conversation, ranks the chunks with tinyrank, and packs the best top_k into
     a context of at most context_budget tokens (words)."""
 
+    #: Part of every stored outcome's key: bump it when a change alters what is retrieved.
+    version = "1"
     dimensions = (
         Dimension("top_k", "int", 1, "Chunks kept in the context.", low=1, high=20,
                   group="selection"),
