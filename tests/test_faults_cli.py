@@ -119,17 +119,21 @@ class Finished:
 
 
 def llm_run(server, db, *extra):
-    """`memevolve run` with the LLM diagnoser, as its own process, as a user runs it."""
+    """`memevolve run` with the LLM diagnoser, as its own process, as a user runs it. The
+    first one of the module embeds the synthetic benchmark cold: on a loaded CI machine that
+    alone can take minutes, hence the tests' long timeouts (measured: 20-100 s at load 6)."""
     args = ["run", "--workers", "0", "--candidates", "2", "--max-rounds", "3", "--no-plots",
             "--db", db, "--diagnoser", "llm", "--diagnoser-model", "openai/fault",
             "--api-base", server.api_base, *extra]
     started = time.monotonic()
     completed = subprocess.run([sys.executable, "-m", "evolve", *map(str, args)],
-                               capture_output=True, text=True, timeout=240,
+                               capture_output=True, text=True, timeout=840,
                                env={**os.environ, "COLUMNS": "240"})
     return Finished(completed), time.monotonic() - started
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(900)
 def test_a_proposal_outside_the_space_is_recorded_as_an_invalid_candidate(fault_server, db):
     fault_server.reply = ('{"proposals": [{"edits": [{"field": "top_k", "value": 999}], '
                           '"rationale": "more"}, {"edits": [{"field": "top_k", "value": 10}], '
@@ -147,6 +151,8 @@ def test_a_proposal_outside_the_space_is_recorded_as_an_invalid_candidate(fault_
 DIAGNOSED = "WHERE round IN (SELECT round FROM candidates)"
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(900)
 def test_a_dead_diagnoser_endpoint_falls_back_to_rules_once_and_fails_under_strict(
         fault_server, db):
     fault_server.mode = "500"
@@ -164,6 +170,8 @@ def test_a_dead_diagnoser_endpoint_falls_back_to_rules_once_and_fails_under_stri
     assert store_rows(db, "SELECT status FROM runs") == [("budget_spent",)]
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(900)
 def test_a_hung_diagnoser_endpoint_costs_its_timeout_a_few_times(fault_server, db):
     fault_server.mode = "hang"
     result, wall = llm_run(fault_server, db, "--llm-timeout", "2")
@@ -175,6 +183,8 @@ def test_a_hung_diagnoser_endpoint_costs_its_timeout_a_few_times(fault_server, d
     assert store_rows(db, "SELECT status FROM runs") == [("budget_spent",)]
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(900)
 def test_a_diagnoser_that_cannot_write_json_is_repaired_once_then_falls_back(fault_server, db):
     fault_server.mode = "nonjson"
     result, _ = llm_run(fault_server, db, "--llm-timeout", "5", "--llm-retries", "0")
