@@ -388,9 +388,14 @@ class RunStore:
                    json_extract_string(r.settings_json, '$.system') AS system,
                    r.benchmark_key, r.split_name, r.status,
                    count(e.evaluation_id) AS n_evaluations,
-                   max(e.score) FILTER (WHERE e.part = 'dev') AS best_dev_score,
+                   -- The kept config's dev score (the last committed round's incumbent):
+                   -- a rejected candidate, or one screened on a subsample, may score higher.
+                   coalesce(any_value(k.kept_score),
+                            max(e.score) FILTER (WHERE e.part = 'dev')) AS best_dev_score,
                    r.started_at, r.finished_at, r.owner_host, r.owner_pid, r.owner_started
             FROM runs r LEFT JOIN evaluations e USING (run_id)
+            LEFT JOIN (SELECT run_id, arg_max(incumbent_score, round) AS kept_score
+                       FROM rounds GROUP BY run_id) k USING (run_id)
             GROUP BY ALL
             ORDER BY r.started_at, r.run_id""")
         return [{**row, "state": run_state(row)} for row in rows]

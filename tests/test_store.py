@@ -344,6 +344,21 @@ def test_list_runs_counts_evaluations_and_best_dev_score(store: RunStore) -> Non
     assert run["finished_at"] is not None
 
 
+def test_list_runs_shows_the_kept_configs_dev_score_not_a_rejected_candidates(
+        store: RunStore) -> None:
+    store.create_run("r1", "evolve", BENCH, SPLIT, {"seed": 0})
+    evaluate(store, "r1", BASE, [result_row("q1", "c1", "1", 0.5)])
+    evaluate(store, "r1", WIDE, [result_row("q1", "c1", "1", 1.0)])  # the guard rejected it
+    store.insert_rows("rounds", [
+        {"run_id": "r1", "round": number, "incumbent_hash": BASE.config_hash,
+         "incumbent_score": 0.5, "mode": mode, "decision": decision, "reason": "",
+         "rng_state": "{}", "evaluations_used": 2.0, "tokens_used": 0, "cost_used": 0.0,
+         "wall_s": 1.0} for number, mode, decision in ((0, "baseline", "baseline"),
+                                                        (1, "diagnose", "keep"))])
+    [run] = store.list_runs()
+    assert run["best_dev_score"] == 0.5
+
+
 def test_evolve_run_resolves_to_its_last_accepted_candidate(store: RunStore) -> None:
     late = BASE.with_values({"top_k": 20})
     store.create_run("evo", "evolve", BENCH, SPLIT, {})
