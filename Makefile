@@ -56,7 +56,7 @@ run: install
 	$(VENV)/bin/memevolve run --benchmark synthetic --preset weak
 
 test: install llm
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=20
 
 test-fast: install
 	$(PY) -m pytest -q -m "not slow and not llm"
