@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Protocol, Sequence
 
@@ -84,24 +85,13 @@ def iter_json_list(path: Path, benchmark: str) -> Iterator[Any]:
 
     path = Path(path)
     _check_file(path, benchmark)
-    try:
+    with _read_errors(path, benchmark, ijson.JSONError):
         if not _starts_a_list(path):
             yield read_json(path, benchmark)
             return
         with open(path, "rb") as handle:
             # Floats as float (ijson's default is Decimal), like json.load.
             yield from ijson.items(handle, "item", use_float=True)
-    except ijson.JSONError as exc:
-        raise BenchmarkError(path, f"is not valid JSON ({_first_line(exc)}); the file is "
-                             "truncated or corrupted.",
-                             fix=f"download it again ('memevolve data fetch {benchmark}') and "
-                                 "check it with 'memevolve data verify'.") from None
-    except UnicodeDecodeError as exc:
-        raise BenchmarkError(path, f"is not UTF-8 text ({exc.reason}).",
-                             fix="pass the benchmark's JSON file.") from None
-    except OSError as exc:
-        raise BenchmarkError(path, f"cannot be read ({exc.strerror}).",
-                             fix="check the path and its permissions.") from None
 
 
 def peek_json(path: Path, benchmark: str) -> Any:
@@ -119,20 +109,19 @@ def peek_json(path: Path, benchmark: str) -> Any:
     return [] if first is None else [first]
 
 
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-
-
-def read_json(path: Path, benchmark: str) -> Any:
-    """Parse a benchmark JSON file, turning every I/O and syntax problem into a BenchmarkError."""
-    path = Path(path)
-    _check_file(path, benchmark)
+@contextmanager
+def _read_errors(path: Path, benchmark: str,
+                 syntax_error: type[Exception] = json.JSONDecodeError) -> Iterator[None]:
+    """Every syntax and I/O problem of reading a benchmark file, as a BenchmarkError that
+    names the file and the fix."""
     try:
-        with open(path, "rb") as handle:
-            return json.load(handle)
-    except json.JSONDecodeError as exc:
-        raise BenchmarkError(path, f"is not valid JSON ({exc.msg} at line {exc.lineno}, column "
-                             f"{exc.colno}); the file is truncated or corrupted.",
+        yield
+    except syntax_error as exc:
+        where = (f"{exc.msg} at line {exc.lineno}, column {exc.colno}"
+                 if isinstance(exc, json.JSONDecodeError)
+                 else (str(exc).strip().splitlines() or [type(exc).__name__])[0])
+        raise BenchmarkError(path, f"is not valid JSON ({where}); the file is truncated or "
+                             "corrupted.",
                              fix=f"download it again ('memevolve data fetch {benchmark}') and "
                                  "check it with 'memevolve data verify'.") from None
     except UnicodeDecodeError as exc:
@@ -141,6 +130,14 @@ def read_json(path: Path, benchmark: str) -> Any:
     except OSError as exc:
         raise BenchmarkError(path, f"cannot be read ({exc.strerror}).",
                              fix="check the path and its permissions.") from None
+
+
+def read_json(path: Path, benchmark: str) -> Any:
+    """Parse a benchmark JSON file, turning every I/O and syntax problem into a BenchmarkError."""
+    path = Path(path)
+    _check_file(path, benchmark)
+    with _read_errors(path, benchmark), open(path, "rb") as handle:
+        return json.load(handle)
 
 
 def detect(raw: Any) -> tuple[str, str] | None:
