@@ -25,7 +25,8 @@ from evolve.router.routed import routed_evaluation
 from evolve.router.training import router_data, train_router, validation_split
 from evolve.store import RunStore
 from search_space.config import load_preset
-from search_space.tiers import DEFAULT_TIERS, TiersError, load_tiers
+from search_space.dimensions import DIMENSIONS
+from search_space.tiers import DEFAULT_TIERS, MODULE_FIELDS, TiersError, load_tiers
 
 STEPS = 300
 
@@ -97,6 +98,8 @@ def test_default_tiers_offer_three_modules_and_route_the_offline_ones(tiers):
      "module 'retrieval', tier 'low': unknown field 'depth'"),
     ("modules: {retrieval: {low: {}, mid: {context_budget: 500}, high: {}}}",
      "tier 'mid': field 'context_budget' belongs to module 'expansion'"),
+    ("modules: {expansion: {low: {}, mid: {session_weight: 0.4}, high: {}}}",
+     "tier 'mid': field 'session_weight' belongs to module 'retrieval'"),
     ("modules: {retrieval: {low: {}, mid: {}, high: {top_k: 500}}}",
      "tier 'high': 'top_k' must be between 1 and 50"),
     ("modules: {retrieval: {low: {}, high: {}}}", "exactly the tiers low, mid, high"),
@@ -108,6 +111,16 @@ def test_bad_tiers_file_names_file_module_tier_and_field(tmp_path, body, message
     path = write(tmp_path, body)
     with pytest.raises(TiersError, match=f"{path}.*{message}.*Fix"):
         load_tiers(path)
+
+
+def test_every_dimension_is_routable_by_exactly_one_module(tmp_path):
+    owners = [m for d in DIMENSIONS for m, fields in MODULE_FIELDS.items() if d.name in fields]
+    assert len(owners) == len(DIMENSIONS)
+    # An operator of the widened space is a tier patch like any other.
+    path = write(tmp_path, "modules: {retrieval: {low: {}, mid: {session_weight: 0.4}, "
+                           "high: {session_weight: 0.4, multi_query: both, passage_tokens: 40}}}")
+    high = load_tiers(path).config((2,))
+    assert (high.session_weight, high.multi_query, high.passage_tokens) == (0.4, "both", 40)
 
 
 def test_llm_tier_without_answer_model_is_refused():

@@ -13,19 +13,23 @@ import yaml
 from benchmarks.errors import MemevolveError
 from search_space.config import (ConfigError, RetrievalConfig, load_preset, preset_names,
                                  validate_values)
-from search_space.dimensions import DIMENSIONS_BY_NAME
+from search_space.dimensions import DIMENSIONS, DIMENSIONS_BY_NAME
 
 DEFAULT_TIERS = Path(__file__).with_name("default.yaml")
 TIER_NAMES = ("low", "mid", "high")
+#: The module whose tiers may patch a dimension, by the dimension's group; a group not named
+#: here (units, query, hierarchy, time, feedback, multihop, a retriever's own knobs) belongs
+#: to retrieval, so a new operator or retriever is routable without an edit here.
+GROUP_MODULES: dict[str, str] = {"fusion": "expansion", "selection": "expansion",
+                                 "context": "expansion", "answer": "answering"}
+#: Dimensions whose module is not their group's: how many units are kept is a retrieval depth.
+FIELD_MODULES: dict[str, str] = {"top_k": "retrieval"}
+MODULES = ("retrieval", "expansion", "answering")
 #: The fields each module may patch: a field belongs to one module, so tier patches never clash.
 MODULE_FIELDS: dict[str, tuple[str, ...]] = {
-    "retrieval": ("unit", "window_size", "retrievers", "bm25_lowercase",
-                  "bm25_strip_punctuation", "bm25_stopwords", "bm25_stemming", "bm25_k1",
-                  "bm25_b", "query_keywords", "speaker_swap", "temporal_cues", "top_k"),
-    "expansion": ("fusion", "rrf_k", "dense_weight", "structured_weight", "mmr_lambda",
-                  "neighbor_expansion", "context_budget", "packing_order", "include_dates"),
-    "answering": ("answerer", "answer_style", "abstain_threshold"),
-}
+    module: tuple(d.name for d in DIMENSIONS
+                  if FIELD_MODULES.get(d.name, GROUP_MODULES.get(d.group, "retrieval")) == module)
+    for module in MODULES}
 #: Measures of the cost model, as named in a tiers file's ``cost`` section.
 COST_MEASURES = ("context_tokens", "llm_usd", "latency_ms")
 
