@@ -73,9 +73,13 @@ def rrf(rankings: list[np.ndarray], k: int) -> np.ndarray:
     return total
 
 
-#: Below the smallest gap between two RRF ranks over any conversation's units, so the whole
-#: question's score only orders units the sub-queries tie.
-_TIE_BREAK = 1e-9
+def break_ties(primary: np.ndarray, secondary: np.ndarray) -> np.ndarray:
+    """``primary`` with its ties ordered by ``secondary``: a shift of each unit by less than
+    half the smallest gap between distinct primary values, so no primary order changes."""
+    distinct = np.unique(primary)
+    if len(distinct) < 2:
+        return primary + minmax(secondary)
+    return primary + (np.diff(distinct).min() / 2.0) * minmax(secondary)
 
 
 def hop_text(query: "ProcessedQuery", units: "UnitSet", hits: list[int], n_terms: int) -> str | None:
@@ -90,25 +94,26 @@ def hop_text(query: "ProcessedQuery", units: "UnitSet", hits: list[int], n_terms
         for name in names_in(units.units[index].text):
             if name.lower() not in asked and name not in names:
                 names.append(name)
-    terms = [t for t in expansion_terms(units, hits, query, n_terms) if t not in
-             {n.lower() for n in names}] if n_terms else []
+    named = {n.lower() for n in names}
+    terms = [t for t in expansion_terms(units, hits, query, n_terms)
+             if t not in named] if n_terms else []
     seeds = names + terms
     return f"{query.text} {' '.join(seeds)}" if seeds else None
 
 
-def multihop_scores(fused: np.ndarray, units: "UnitSet", query: "ProcessedQuery",
-                    cfg: "RetrievalConfig", fused_for: Callable[[str], np.ndarray]) -> np.ndarray:
+def multihop_scores(fused: np.ndarray, units: "UnitSet", positions: np.ndarray,
+                    query: "ProcessedQuery", cfg: "RetrievalConfig",
+                    fused_for: Callable[[str], np.ndarray]) -> np.ndarray:
     """The fused unit scores after multi-query fusion and a second hop, as ``cfg`` asks;
-    ``fused_for(text)`` ranks the units for another query text the way the first was ranked."""
+    ``fused_for(text)`` ranks the units for another query text the way the first was ranked,
+    and ``positions`` order equal scores, as everywhere."""
     if cfg.multi_query != "off":
         subs = sub_query_texts(query, cfg.multi_query)
         if subs:
             # The parts alone: the whole question's ranking would add a vote for the units
             # that match most parts a little, the bias this operator is there to undo.
-            fused = rrf([fused_for(text) for text in subs], cfg.rrf_k) \
-                + _TIE_BREAK * minmax(fused)
+            fused = break_ties(rrf([fused_for(text) for text in subs], cfg.rrf_k), fused)
     if cfg.hop2_units > 0 and len(fused):
-        positions = np.array([u.position for u in units.units])
         hits = [int(i) for i in np.lexsort((positions, -fused))[:cfg.hop2_units]]
         text = hop_text(query, units, hits, cfg.hop2_terms)
         if text is not None:

@@ -404,7 +404,10 @@ class MemorySystem:
         active = cfg.retrievers.split("+")
         if uses_dense(cfg):
             dense = self._ensure_dense()
-        scores = {name: memory.retriever_scores(name, units, query, cfg) for name in active}
+        def scores_for(q: ProcessedQuery) -> dict[str, np.ndarray]:
+            return {name: memory.retriever_scores(name, units, q, cfg) for name in active}
+
+        scores = scores_for(query)
         fused = self._ranking_scores(memory, units, query, scores, cfg, question)
         positions = np.array([u.position for u in units.units])
         order = np.lexsort((positions, -fused))
@@ -419,10 +422,9 @@ class MemorySystem:
         if cfg.multi_query != "off" or cfg.hop2_units > 0:
             def fused_for(text: str) -> np.ndarray:
                 other = memory.text_query(text, cfg)
-                return self._ranking_scores(
-                    memory, units, other, {name: memory.retriever_scores(name, units, other, cfg)
-                                           for name in active}, cfg, question)
-            fused = multihop_scores(fused, units, query, cfg, fused_for)
+                return self._ranking_scores(memory, units, other, scores_for(other), cfg,
+                                            question)
+            fused = multihop_scores(fused, units, positions, query, cfg, fused_for)
             order = np.lexsort((positions, -fused))
         vectors = dense.unit_vectors(units) if cfg.mmr_lambda < 1.0 else None
         selected_idx = mmr_select(order, fused, vectors, cfg.top_k, cfg.mmr_lambda)
