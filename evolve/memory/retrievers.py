@@ -10,8 +10,8 @@ import math
 from typing import TYPE_CHECKING, Callable, Protocol
 
 import numpy as np
-from rank_bm25 import BM25Okapi
 
+from evolve.memory.bm25 import SparseBM25
 from evolve.memory.bounded import BoundedCache
 from evolve.memory.text import (RELATIVE_TIME, bm25_tokens, is_temporal_question, names_in,
                                 temporal_target)
@@ -80,7 +80,8 @@ def _token_settings(config: "RetrievalConfig") -> tuple[bool, bool, bool, bool]:
 
 @register
 class BM25Retriever:
-    """rank-bm25 Okapi over the units, one index per (unit set, tokenisation, k1, b)."""
+    """BM25 Okapi (rank-bm25's scores, sparse postings) over the units, one index per
+    (unit set, tokenisation, k1, b)."""
 
     name = "bm25"
     dimensions = (
@@ -102,25 +103,23 @@ class BM25Retriever:
 
     def __init__(self) -> None:
         # Per unit set, the indexes of its latest settings only: a search over k1 and b would
-        # otherwise keep one index per value it ever tried. Each index keeps its document
-        # frequencies, so that appended units update it.
-        self._indexes: dict[int, BoundedCache[tuple[BM25Okapi, dict[str, int]]]] = {}
+        # otherwise keep one index per value it ever tried.
+        self._indexes: dict[int, BoundedCache[SparseBM25]] = {}
 
-    def _index(self, units: "UnitSet", config: "RetrievalConfig") -> BM25Okapi:
+    def _index(self, units: "UnitSet", config: "RetrievalConfig") -> SparseBM25:
         settings = (_token_settings(config), config.bm25_k1, config.bm25_b)
         indexes = self._indexes.setdefault(id(units), BoundedCache(BM25_SETTINGS_KEPT))
         if settings not in indexes:
-            index = BM25Okapi(_corpus(units.units, settings[0]), k1=config.bm25_k1,
-                              b=config.bm25_b)
-            indexes[settings] = (index, _document_frequencies(index))
-        return indexes[settings][0]
+            indexes[settings] = SparseBM25(_corpus(units.units, settings[0]), k1=config.bm25_k1,
+                                           b=config.bm25_b)
+        return indexes[settings]
 
     def extend(self, old, new, keep) -> None:
         indexes = self._indexes.pop(id(old), None)
         if indexes is None:
             return
-        for settings, (index, frequencies) in indexes.items():
-            _replace_tail(index, frequencies, keep, _corpus(new.units[keep:], settings[0]))
+        for settings, index in indexes.items():
+            index.replace_tail(keep, _corpus(new.units[keep:], settings[0]))
         self._indexes[id(new)] = indexes
 
     def scores(self, units, query, config) -> np.ndarray:
@@ -139,41 +138,6 @@ def _corpus(units, token_settings: tuple[bool, bool, bool, bool]) -> list[list[s
     lower, punct, stop, stem = token_settings
     return [bm25_tokens(u.rendered(False), lowercase=lower, strip_punctuation=punct,
                         stopwords=stop, stemming=stem) or ["_"] for u in units]
-
-
-def _document_frequencies(index: BM25Okapi) -> dict[str, int]:
-    frequencies: dict[str, int] = {}
-    for document in index.doc_freqs:
-        for word in document:
-            frequencies[word] = frequencies.get(word, 0) + 1
-    return frequencies
-
-
-def _replace_tail(index: BM25Okapi, frequencies: dict[str, int], keep: int,
-                  documents: list[list[str]]) -> None:
-    """Drop the index's documents after ``keep``, append ``documents`` and recompute idf, as
-    rank-bm25 computes it for the whole corpus. A word drops out of ``frequencies`` when its
-    count reaches 0, so the dict keeps first-appearance order and idf comes out bit-identical
-    to a fresh index."""
-    for document in index.doc_freqs[keep:]:
-        for word in document:
-            frequencies[word] -= 1
-            if not frequencies[word]:
-                del frequencies[word]
-    del index.doc_freqs[keep:]
-    del index.doc_len[keep:]
-    for document in documents:
-        counts: dict[str, int] = {}
-        for word in document:
-            counts[word] = counts.get(word, 0) + 1
-        index.doc_freqs.append(counts)
-        index.doc_len.append(len(document))
-        for word in counts:
-            frequencies[word] = frequencies.get(word, 0) + 1
-    index.corpus_size = len(index.doc_len)
-    index.avgdl = sum(index.doc_len) / index.corpus_size
-    index.idf = {}
-    index._calc_idf(frequencies)
 
 
 @register
