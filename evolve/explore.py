@@ -44,10 +44,12 @@ class Region:
 
 def usable_dimensions(answerer: str | None, space: type[SpaceConfig] = RetrievalConfig,
                       ) -> list[str]:
-    """The dimensions exploration may change: not the answerer (the user's choice), and those
-    that only matter with an LLM answerer only when there is one."""
+    """The dimensions exploration may change: not the answerer (the user's choice), not a
+    choice with one value (a model dimension when no model is listed), and those that only
+    matter with an LLM answerer only when there is one."""
     return [d.name for d in space.dimensions
-            if d.name != "answerer" and (answerer == "llm" or not d.needs_llm)]
+            if d.name != "answerer" and (answerer == "llm" or not d.needs_llm)
+            and not (d.kind == "choice" and len(d.choices) < 2)]
 
 
 def trust_region(history: list[Attempt]) -> Region:

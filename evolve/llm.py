@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 # litellm otherwise appends "Give Feedback / Get Help" banners to every exception message.
 litellm.suppress_debug_info = True
 
-Purpose = Literal["answer", "diagnose", "judge"]
+Purpose = Literal["answer", "query", "diagnose", "judge"]
 PURPOSES: tuple[str, ...] = get_args(Purpose)
 Messages = list[dict[str, Any]]
 SchemaT = TypeVar("SchemaT", bound=BaseModel)

@@ -133,7 +133,7 @@ CREATE TABLE IF NOT EXISTS llm_calls (
     call_key          VARCHAR NOT NULL,
     run_id            VARCHAR,
     model             VARCHAR NOT NULL,
-    purpose           VARCHAR NOT NULL,      -- answer | diagnose | judge
+    purpose           VARCHAR NOT NULL,      -- answer | query | diagnose | judge
     prompt_tokens     INTEGER NOT NULL,
     completion_tokens INTEGER NOT NULL,
     cost_usd          DOUBLE NOT NULL,

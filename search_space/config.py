@@ -173,6 +173,10 @@ class SpaceConfig(BaseModel):
             return self.overrides[category][name]
         return getattr(self, name)
 
+    def choices(self, name: str) -> tuple[Any, ...]:
+        """A choice dimension's domain in this config's space (the model lists vary by user)."""
+        return self.dimensions_by_name[name].choices
+
     def dimension_values(self) -> dict[str, Any]:
         return {d.name: getattr(self, d.name) for d in self.dimensions}
 

@@ -32,6 +32,8 @@ class Dimension:
     group: str = ""
     #: Only meaningful when an answering LLM is configured.
     needs_llm: bool = False
+    #: How to widen the domain, said when a value is outside it (a model list to extend).
+    widen_hint: str = ""
 
     def validate(self, value: Any) -> Any:
         """Return the value coerced to the dimension's type, or raise ValueError saying why."""
@@ -42,7 +44,9 @@ class Dimension:
         if self.kind == "choice":
             if value in self.choices:
                 return value
-            raise ValueError(f"must be one of {', '.join(map(str, self.choices))}, got {value!r}")
+            hint = f" ({self.widen_hint})" if self.widen_hint else ""
+            raise ValueError(f"must be one of {', '.join(map(str, self.choices))}, got "
+                             f"{value!r}{hint}")
         if self.kind == "set":
             return self._validate_set(value)
         if isinstance(value, bool) or not isinstance(value, (int, float)):

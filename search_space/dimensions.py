@@ -9,6 +9,8 @@ from search_space.dimension import SET_SEPARATOR, Dimension, dimension as _d
 # The imports of the engine here: retrievers declare their own knobs next to their code, so that
 # adding one touches one file (evolve.memory.retrievers imports nothing of search_space but the
 # Dimension class).
+from evolve.memory.cross_encoder import DIMENSIONS as CROSS_ENCODER_DIMENSIONS
+from evolve.memory.llm_query import DIMENSION as LLM_QUERY
 from evolve.memory.multihop import MULTI_QUERY_MODES
 from evolve.memory.retrievers import RETRIEVERS
 
@@ -40,6 +42,7 @@ DIMENSIONS: tuple[Dimension, ...] = (
     _d("temporal_cues", "bool", False, "Parse dates and relative time words in the question and "
        "let the structured retriever favour units dated near them.", group="query",
        scope="per_category"),
+    LLM_QUERY,
     # Fusion.
     _d("fusion", "choice", "weighted", "How retriever scores are combined: weighted sum of "
        "min-max normalised scores, or reciprocal rank fusion.", choices=("weighted", "rrf"),
@@ -85,6 +88,8 @@ DIMENSIONS: tuple[Dimension, ...] = (
        "second hop's query (hop2_units > 0).", low=0, high=20, group="multihop"),
     _d("hop2_weight", "float", 0.5, "Weight of the second hop's ranking against the first "
        "(hop2_units > 0).", low=0.0, high=1.0, group="multihop"),
+    # Reranking of the best fused candidates.
+    *CROSS_ENCODER_DIMENSIONS,
     # Selection and context.
     _d("top_k", "int", 5, "Units kept after ranking.", low=1, high=50, group="selection",
        scope="per_category"),

@@ -8,6 +8,10 @@ from pathlib import Path
 # Before anything imports litellm (a test module may import it first): its price list comes from
 # the local copy, and the guard refuses and records any connection that leaves this machine.
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+# The model dimensions' domains come from the user's model lists: the suite runs on the space
+# every machine has (a test that needs a listed model sets the variable in its own process).
+for _variable in ("MEMEVOLVE_EMBEDDING_MODELS", "MEMEVOLVE_CROSS_ENCODERS"):
+    os.environ.pop(_variable, None)
 import netguard  # noqa: E402  (tests/ is on sys.path: pytest puts a conftest's folder there)
 
 netguard.install()
@@ -157,3 +161,30 @@ def provider(monkeypatch) -> ScriptedProvider:
     fake = ScriptedProvider()
     monkeypatch.setattr(litellm, "completion", fake)
     return fake
+
+
+@pytest.fixture(scope="session")
+def shipped_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """Two models a user could list, built offline from the bundled MiniLM weights: an
+    embedding model that pools the CLS token (not the mean, so its vectors differ), and a
+    cross-encoder with a seeded relevance head. Folders, as the model lists accept them."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import torch
+    from sentence_transformers import SentenceTransformer, models
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from evolve.embeddings import _packaged_minilm_dir
+
+    minilm = str(_packaged_minilm_dir())
+    root = tmp_path_factory.mktemp("models")
+    embedding = root / "minilm-cls"
+    transformer = models.Transformer(minilm)
+    width = transformer.auto_model.config.hidden_size
+    SentenceTransformer(modules=[transformer, models.Pooling(width, pooling_mode="cls"),
+                                 models.Normalize()], device="cpu").save(str(embedding))
+    cross_encoder = root / "minilm-cross-encoder"
+    torch.manual_seed(0)
+    AutoModelForSequenceClassification.from_pretrained(minilm, num_labels=1).save_pretrained(
+        cross_encoder)
+    AutoTokenizer.from_pretrained(minilm).save_pretrained(cross_encoder)
+    return {"embedding": str(embedding), "cross-encoder": str(cross_encoder)}

@@ -54,3 +54,33 @@ def test_the_buckets_offer_the_operators_that_address_them():
     # Once set, the session weight is moved both ways.
     tuned = RULES["never_retrieved"](weak.with_values({"session_weight": 0.4}), "1")
     assert {e.value for edits in tuned for e in edits if e.field == "session_weight"} == {0.55, 0.25}
+
+
+def test_listed_models_and_llm_operators_are_offered_for_their_buckets():
+    from dataclasses import replace
+
+    from evolve.diagnosers.rules import bucket_edits
+    from search_space.config import config_class
+    from search_space.dimensions import DIMENSIONS
+
+    weak = load_preset("weak")
+    # Nothing listed, no LLM: none of them (the built-in space a fresh machine has).
+    offered = {f for b in ("never_retrieved", "ranked_below_cut", "partially_retrieved")
+               for f in _fields(bucket_edits(weak, b, "1"))}
+    assert not offered & {"embedding_model", "cross_encoder", "llm_query"}
+    listed = {"embedding_model": "my-embedder", "cross_encoder": "my-reranker"}
+    space = config_class(tuple(replace(d, choices=(*d.choices, listed[d.name]))
+                               if d.name in listed else d for d in DIMENSIONS))
+    config = space(**{**weak.dimension_values(), "answerer": "llm"}, answer_model="local/model")
+    never = bucket_edits(config, "never_retrieved", "1")
+    assert (("embedding_model", "my-embedder"),) in [tuple((e.field, e.value) for e in edits)
+                                                     for edits in never]
+    assert {e.value for edits in never for e in edits if e.field == "llm_query"} == \
+        {"rewrite", "hyde"}
+    below = bucket_edits(config, "ranked_below_cut", "1")
+    assert ("cross_encoder", "my-reranker") in [(e.field, e.value) for ed in below for e in ed]
+    partial = bucket_edits(config, "partially_retrieved", "1")
+    assert "decompose" in {e.value for ed in partial for e in ed if e.field == "llm_query"}
+    reranking = bucket_edits(config.with_values({"cross_encoder": "my-reranker"}),
+                             "ranked_below_cut", "1")
+    assert "cross_encoder_depth" in _fields(reranking)

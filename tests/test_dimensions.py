@@ -6,9 +6,11 @@ added to ``DIMENSIONS`` without a proof here fails ``test_dimension_changes_beha
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 from typing import Any, Callable, Iterator
 
+import numpy as np
 import pytest
 
 from benchmarks.errors import MemevolveError
@@ -16,8 +18,9 @@ from benchmarks.model import Conversation, Question, Session, Turn
 from evolve.memory.answer import NOT_MENTIONED
 from evolve.memory.answer_llm import answer_messages
 from evolve.memory.system import MemorySystem
-from search_space.config import ORACLE_GOLD_CATEGORIES, RetrievalConfig
-from search_space.dimensions import DIMENSIONS_BY_NAME
+from search_space.config import (ORACLE_GOLD_CATEGORIES, RetrievalConfig, SpaceConfig,
+                                 config_class)
+from search_space.dimensions import DIMENSIONS, DIMENSIONS_BY_NAME
 
 # --- hand-made conversations, each built to make a few dimensions visible ------------------------
 
@@ -219,15 +222,19 @@ def _top(system: MemorySystem, question_id: str, **values: Any) -> str:
 
 # --- one proof per dimension ---------------------------------------------------------------------
 
-Proof = Callable[[MemorySystem], None]
+Proof = Callable[..., None]
 PROOFS: dict[str, Proof] = {}
+#: Fixtures a proof takes after the system (by name).
+PROOF_FIXTURES: dict[str, tuple[str, ...]] = {}
 
 
-def proves(name: str) -> Callable[[Proof], Proof]:
-    """Register a function as the proof that dimension ``name`` changes behaviour."""
+def proves(name: str, *fixtures: str) -> Callable[[Proof], Proof]:
+    """Register a function as the proof that dimension ``name`` changes behaviour; it is
+    called with the system and then the named fixtures."""
 
     def register(proof: Proof) -> Proof:
         PROOFS[name] = proof
+        PROOF_FIXTURES[name] = fixtures
         return proof
 
     return register
@@ -523,16 +530,114 @@ def _the_date_window_ranks_turns_far_from_the_asked_month_last(system: MemorySys
     assert windowed[:2] == ["D2:1", "D2:2"]
 
 
+def _space_listing(**models: str) -> type[SpaceConfig]:
+    """The built-in space as it is when the user lists ``models`` (dimension -> model)."""
+    return config_class(tuple(replace(d, choices=(*d.choices, models[d.name]))
+                              if d.name in models else d for d in DIMENSIONS))
+
+
+def _listed_row(system: MemorySystem, question_id: str, **values: Any) -> dict[str, Any]:
+    """The outcome row of one question, the models in ``values`` listed by the user."""
+    listed = {k: v for k, v in values.items() if k in ("embedding_model", "cross_encoder")}
+    (row,), _ = system.evaluate(_space_listing(**listed)(**values), [question_id])
+    return row
+
+
+@proves("embedding_model", "shipped_models")
+def _a_listed_embedding_model_ranks_with_its_own_vectors(system: MemorySystem,
+                                                         models: dict[str, str]) -> None:
+    from sentence_transformers import SentenceTransformer
+
+    listed = models["embedding"]
+    question = system.questions["semantic"]
+    units = system.memories["semantic"].units(RetrievalConfig())
+    # Its ranking is the cosine of its own vectors (CLS pooling), not the default model's.
+    model = SentenceTransformer(listed, device="cpu")
+    vectors = model.encode([u.rendered(False) for u in units.units], normalize_embeddings=True)
+    query = model.encode([question.text], normalize_embeddings=True)[0]
+    expected = [units.units[i].id for i in np.argsort(-(vectors @ query), kind="stable")]
+    default = _listed_row(system, "semantic", retrievers="dense", top_k=6)["retrieved_ids"]
+    row = _listed_row(system, "semantic", retrievers="dense", top_k=6, embedding_model=listed)
+    assert row["retrieved_ids"] == expected[:len(row["retrieved_ids"])]
+    assert row["retrieved_ids"] != default
+
+
+def _fused_and_reranked(system: MemorySystem, question_id: str, model: str,
+                        **values: Any) -> tuple[list[str], list[str], list[str]]:
+    """(fused order, order with the cross-encoder, the pool in the order of its own scores)."""
+    from sentence_transformers import CrossEncoder
+
+    base = dict(retrievers="bm25+dense", top_k=8, **values)
+    fused = _listed_row(system, question_id, **base)["retrieved_ids"]
+    reranked = _listed_row(system, question_id, cross_encoder=model, **base)["retrieved_ids"]
+    pool = fused[:values.get("cross_encoder_depth", 20)]
+    question = system.questions[question_id]
+    memory = system.memories[question.conversation_id]
+    text = {u.id: u.rendered(False) for u in memory.units(RetrievalConfig()).units}
+    scores = CrossEncoder(model, device="cpu").predict([(question.text, text[i]) for i in pool])
+    return fused, reranked, [pool[i] for i in np.argsort(-scores, kind="stable")]
+
+
+@proves("cross_encoder", "shipped_models")
+def _the_cross_encoder_orders_the_best_candidates_by_its_score(system: MemorySystem,
+                                                               models: dict[str, str]) -> None:
+    fused, reranked, by_model = _fused_and_reranked(system, "semantic", models["cross-encoder"])
+    assert reranked == by_model[:len(reranked)]
+    assert reranked != fused
+
+
+@proves("cross_encoder_depth", "shipped_models")
+def _only_the_first_candidates_are_rescored(system: MemorySystem,
+                                            models: dict[str, str]) -> None:
+    fused, reranked, by_model = _fused_and_reranked(system, "semantic", models["cross-encoder"],
+                                                    cross_encoder_depth=3)
+    assert reranked[:3] == by_model and reranked[3:] == fused[3:]
+
+
+@proves("cross_encoder_weight", "shipped_models")
+def _a_zero_cross_encoder_weight_keeps_the_fused_order(system: MemorySystem,
+                                                       models: dict[str, str]) -> None:
+    fused, kept, _ = _fused_and_reranked(system, "semantic", models["cross-encoder"],
+                                         cross_encoder_weight=0.0)
+    assert kept == fused
+    _, reranked, _ = _fused_and_reranked(system, "semantic", models["cross-encoder"],
+                                         cross_encoder_weight=1.0)
+    assert reranked != fused
+
+
+@proves("llm_query")
+def _llm_query_texts_are_searched_and_sub_questions_fused(system: MemorySystem) -> None:
+    import evolve.memory.system as system_module
+    from evolve.memory.llm_query import QueryTexts
+
+    with pytest.raises(MemevolveError, match="llm_query=rewrite but no answering model"):
+        _row(system, "semantic", llm_query="rewrite")
+    # What the LLM's texts do to retrieval (the LLM itself: tests/test_llm_local.py).
+    replies = {"rewrite": QueryTexts(extra=("my dog Rex sleeps on my bed",)),
+               "decompose": QueryTexts(sub_questions=("What curry did Alice cook?",
+                                                      "Where did Bob travel?"))}
+    client = type("Answerer", (), {"client": None})()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(system_module, "query_texts", lambda _, question, mode: replies[mode])
+        patch.setattr(MemorySystem, "_llm_answerer", lambda self, *reason: client)
+        assert _top(system, "semantic") == "D1:1"
+        assert _top(system, "semantic", llm_query="rewrite") == "D1:2"
+        assert _row(system, "cook_travel", top_k=2)["recall_in_context"] == 0.5
+        assert _row(system, "cook_travel", top_k=2,
+                    llm_query="decompose")["recall_in_context"] == 1.0
+
+
 def test_every_dimension_has_a_behaviour_proof() -> None:
     assert set(PROOFS) == set(DIMENSIONS_BY_NAME)
 
 
 @pytest.mark.parametrize("name", sorted(DIMENSIONS_BY_NAME))
-def test_dimension_changes_behaviour(name: str, system: MemorySystem) -> None:
+def test_dimension_changes_behaviour(name: str, system: MemorySystem,
+                                    request: pytest.FixtureRequest) -> None:
     if name not in PROOFS:
         pytest.fail(f"dimension '{name}' has no proof in tests/test_dimensions.py that changing "
                     "it changes behaviour")
-    PROOFS[name](system)
+    PROOFS[name](system, *(request.getfixturevalue(f) for f in PROOF_FIXTURES[name]))
 
 
 # --- related behaviour of single dimensions -----------------------------------------------------

@@ -126,3 +126,30 @@ def test_smoke_check_serves_a_chat_completion_and_an_embedding(llm_packages):
     checked = smoke_check()
     assert checked[0].startswith("chat completion: ")
     assert checked[1].startswith("embedding: ") and "dimensions" in checked[1]
+
+
+@pytest.mark.parametrize("mode", ["rewrite", "decompose", "hyde"])
+def test_llm_query_operators_ask_the_model_and_price_the_call(local_llm_server, tmp_path,
+                                                              monkeypatch, mode):
+    from benchmarks.model import Conversation, Session, Turn
+    from evolve.memory.system import LLMSpec, MemorySystem
+    from search_space.config import RetrievalConfig
+
+    monkeypatch.setenv("MEMEVOLVE_CACHE_DIR", str(tmp_path))
+    turns = tuple(Turn(id=f"D1:{i}", session_index=1, turn_index=i, speaker=speaker, text=text)
+                  for i, (speaker, text) in enumerate(
+                      [("Caroline", "I went to the LGBTQ support group yesterday."),
+                       ("Melanie", "That's great! I painted a sunrise last week."),
+                       ("Caroline", "The garden needs water.")], start=1))
+    conversation = Conversation(id="c1", speakers=("Caroline", "Melanie"),
+                                sessions=(Session(index=1, date=None, turns=turns),))
+    settings = local_llm_server.settings.model_copy(update={"max_tokens": 48})
+    system = MemorySystem([conversation], [QUESTION], llm=LLMSpec(answer=settings.model_dump()))
+    config = RetrievalConfig(llm_query=mode, answer_model=settings.model)
+    (row,), calls = system.evaluate(config)
+    [call] = calls
+    assert call["purpose"] == "query" and call["ok"] and call["prompt_tokens"] > 0
+    assert row["llm_cost_usd"] == 0.0 and row["retrieved_ids"]
+    # Asked again, the reply comes from the cache (and is still recorded for the row).
+    (_, [again]) = system.evaluate(config)
+    assert again["cached"] and again["call_key"] == call["call_key"]

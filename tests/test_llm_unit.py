@@ -339,3 +339,19 @@ def test_unreadable_verdict_is_none_with_the_call_recorded(provider):
     outcome = LLMJudge(make_client()).judge(question(), "Paris")
     assert outcome.correct is None and outcome.reply == "Perhaps."
     assert outcome.calls[0].purpose == "judge"
+
+
+def test_llm_query_replies_are_parsed_into_search_texts():
+    from evolve.memory.llm_query import MAX_SUB_QUESTIONS, parse
+
+    question = "Where did Bob travel and what did Alice cook?"
+    assert parse('Query: "Bob travel trip destination"\n', "rewrite", question) == (
+        "Bob travel trip destination",)
+    listed = "1. Where did Bob travel?\n2) What did Alice cook?\n- What curry?\n* Where?\n4. x y"
+    assert parse(listed, "decompose", question) == (
+        "Where did Bob travel?", "What did Alice cook?", "What curry?")[:MAX_SUB_QUESTIONS]
+    # One sub-question, or the question itself, is no decomposition.
+    assert parse("Where did Bob travel and what did Alice cook?", "decompose", question) == ()
+    assert parse("Message: I flew to Rome.\nIt was sunny there.", "hyde", question) == (
+        "I flew to Rome. It was sunny there.",)
+    assert parse("ok", "rewrite", question) == ()

@@ -8,8 +8,9 @@ from collections import Counter
 from typing import Any, Callable
 
 from evolve.diagnosers.base import DiagnosisContext, Edit, Proposal, first_admissible, register
+from evolve.memory.cross_encoder import NO_CROSS_ENCODER
 from evolve.memory.retrievers import RETRIEVERS
-from search_space.config import RetrievalConfig, SpaceConfig
+from search_space.config import META_FIELDS, RetrievalConfig, SpaceConfig
 from search_space.dimension import Dimension
 from search_space.dimensions import DIMENSIONS_BY_NAME
 
@@ -72,12 +73,17 @@ class _SpaceView:
             raise _Absent(name)
 
     def __getattr__(self, name: str) -> Any:
-        self._check(name)
+        if name not in META_FIELDS:
+            self._check(name)
         return getattr(self._config, name)
 
     def value(self, name: str, category: str | None = None) -> Any:
         self._check(name)
         return self._config.value(name, category)
+
+    def choices(self, name: str) -> tuple[Any, ...]:
+        self._check(name)
+        return self._config.dimensions_by_name[name].choices
 
 
 def bucket_edits(config: SpaceConfig, bucket: str, category: str | None
@@ -178,8 +184,30 @@ def _cheaper_context(config: RetrievalConfig, category: str) -> list[tuple[Edit,
     return out
 
 
+def _listed_models(config: RetrievalConfig, name: str, category: str | None = None
+                   ) -> list[tuple[Edit, ...]]:
+    """One edit per model the user listed for a model dimension, besides the current one."""
+    current = config.value(name, category)
+    # The first choice is the model-less default ('default' embedder, no cross-encoder).
+    return [(Edit(name, model, category),) for model in config.choices(name)[1:]
+            if model != current]
+
+
+def _llm_query(config: RetrievalConfig, category: str, modes: tuple[str, ...]
+               ) -> list[tuple[Edit, ...]]:
+    """The LLM query operators, only where an LLM is configured (it answers, and asks)."""
+    if config.answer_model is None:
+        return []
+    return [(Edit("llm_query", mode, category),) for mode in modes
+            if mode != config.value("llm_query", category)]
+
+
 def _never_retrieved(config: RetrievalConfig, category: str) -> list[tuple[Edit, ...]]:
-    out = _added_retrievers(config) + _session_prior(config, category)
+    # The question's words are not the evidence's: search with other words (an LLM's
+    # rewrite or hypothetical answer) or another model's sense of similarity.
+    out = _added_retrievers(config) + _session_prior(config, category) \
+        + _llm_query(config, category, ("rewrite", "hyde")) \
+        + _listed_models(config, "embedding_model")
     if not config.bm25_stemming:
         out.append((Edit("bm25_stemming", True),))
     if not config.bm25_stopwords:
@@ -199,7 +227,11 @@ def _ranked_below_cut(config: RetrievalConfig, category: str) -> list[tuple[Edit
            _step(config, "top_k", category, 1.6, 1, 50),
            *_cheaper_context(config, category),
            *_session_prior(config, category),
+           # Ranked, but not high enough: a cross-encoder rereads the first candidates.
+           *_listed_models(config, "cross_encoder"),
            _step(config, "context_budget", None, 1.5, 100, 8000)]
+    if config.cross_encoder != NO_CROSS_ENCODER:
+        out.append(_step(config, "cross_encoder_depth", category, 1.6, 2, 50))
     if config.value("include_dates", category):
         out.append((Edit("include_dates", False, category),))
     if config.value("mmr_lambda", category) > 0.6:
@@ -228,11 +260,12 @@ def _partially_retrieved(config: RetrievalConfig, category: str) -> list[tuple[E
 
 
 def _multi_hop(config: RetrievalConfig, category: str) -> list[tuple[Edit, ...]]:
-    """Part of the evidence found, part missing: the question has parts (clauses, entities)
-    ranked apart, or a hop from what was found leads to the rest."""
+    """Part of the evidence found, part missing: the question has parts (clauses, entities, or
+    an LLM's sub-questions) ranked apart, or a hop from what was found leads to the rest."""
     out = []
     if config.value("multi_query", category) == "off":
         out.append((Edit("multi_query", "both", category),))
+    out += _llm_query(config, category, ("decompose",))
     if config.value("hop2_units", category) == 0:
         out.append((Edit("hop2_units", 3, category),))
     return out

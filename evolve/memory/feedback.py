@@ -57,10 +57,11 @@ def mixed(first: np.ndarray, second: np.ndarray, weight: float) -> np.ndarray:
 
 def feedback_scores(scores: dict[str, np.ndarray], units: "UnitSet", query: "ProcessedQuery",
                     feedback: list[int], *, n_terms: int, weight: float, rescore,
-                    dense=None) -> dict[str, np.ndarray]:
+                    dense=None, model: str = "") -> dict[str, np.ndarray]:
     """Each active retriever's scores after one feedback round: BM25 re-scored with the
     expansion terms, dense with the Rocchio query, each mixed with its first-round scores;
-    ``rescore(name, query)`` scores a retriever for another query (cached by the caller)."""
+    ``rescore(name, query)`` scores a retriever for another query (cached by the caller);
+    ``model`` is dense retrieval's embedding model."""
     out = dict(scores)
     if "bm25" in scores:
         terms = expansion_terms(units, feedback, query, n_terms)
@@ -68,8 +69,8 @@ def feedback_scores(scores: dict[str, np.ndarray], units: "UnitSet", query: "Pro
             out["bm25"] = mixed(scores["bm25"], rescore("bm25", expanded_query(query, terms)),
                                 weight)
     if "dense" in scores and dense is not None:
-        vectors = dense.unit_vectors(units)
-        query_vectors = dense.embedder.embed(list(query.dense_texts)).astype(np.float32)
+        vectors = dense.unit_vectors(units, model)
+        query_vectors = dense.embed(list(query.dense_texts), model)
         out["dense"] = mixed(scores["dense"], rocchio_scores(vectors, query_vectors, feedback,
                                                              weight), weight)
     return out

@@ -103,16 +103,19 @@ def hop_text(query: "ProcessedQuery", units: "UnitSet", hits: list[int], n_terms
 
 def multihop_scores(fused: np.ndarray, units: "UnitSet", positions: np.ndarray,
                     query: "ProcessedQuery", cfg: "RetrievalConfig",
-                    fused_for: Callable[[str], np.ndarray]) -> np.ndarray:
+                    fused_for: Callable[[str], np.ndarray],
+                    sub_questions: tuple[str, ...] = ()) -> np.ndarray:
     """The fused unit scores after multi-query fusion and a second hop, as ``cfg`` asks;
     ``fused_for(text)`` ranks the units for another query text the way the first was ranked,
-    and ``positions`` order equal scores, as everywhere."""
-    if cfg.multi_query != "off":
-        subs = sub_query_texts(query, cfg.multi_query)
-        if subs:
-            # The parts alone: the whole question's ranking would add a vote for the units
-            # that match most parts a little, the bias this operator is there to undo.
-            fused = break_ties(rrf([fused_for(text) for text in subs], cfg.rrf_k), fused)
+    and ``positions`` order equal scores, as everywhere. ``sub_questions`` (an LLM's
+    decomposition) are fused with the sub-queries ``multi_query`` makes."""
+    subs = list(dict.fromkeys(
+        [*(sub_query_texts(query, cfg.multi_query) if cfg.multi_query != "off" else []),
+         *(t for t in sub_questions if t != query.text)]))
+    if subs:
+        # The parts alone: the whole question's ranking would add a vote for the units that
+        # match most parts a little, the bias this operator is there to undo.
+        fused = break_ties(rrf([fused_for(text) for text in subs], cfg.rrf_k), fused)
     if cfg.hop2_units > 0 and len(fused):
         hits = [int(i) for i in np.lexsort((positions, -fused))[:cfg.hop2_units]]
         text = hop_text(query, units, hits, cfg.hop2_terms)

@@ -13,6 +13,7 @@ import numpy as np
 
 from evolve.memory.bm25 import SparseBM25
 from evolve.memory.bounded import BoundedCache
+from evolve.memory.models import DEFAULT_MODEL, MODEL_LISTS, listed_models, widen_hint
 from evolve.memory.text import (RELATIVE_TIME, bm25_tokens, is_temporal_question, names_in,
                                 temporal_target)
 from evolve.memory.units import COMPOSED_PREFIXES
@@ -142,56 +143,79 @@ def _corpus(units, token_settings: tuple[bool, bool, bool, bool]) -> list[list[s
 
 @register
 class DenseRetriever:
-    """Cosine similarity of sentence embeddings, searched with a FAISS inner-product index."""
+    """Cosine similarity of sentence embeddings, searched with a FAISS inner-product index; one
+    index per (unit set, embedding model)."""
 
     name = "dense"
-    dimensions = ()
-    reads = ()
+    dimensions = (
+        dimension("embedding_model", "choice", DEFAULT_MODEL, "Embedding model of dense "
+                  f"retrieval: '{DEFAULT_MODEL}' is the memory's embedder (--embedder; the "
+                  f"bundled all-MiniLM-L6-v2 unless set), the others the models listed in "
+                  f"${MODEL_LISTS['embedding']} (sentence-transformers names or folders, or "
+                  "litellm:<model>).", choices=(DEFAULT_MODEL, *listed_models("embedding")),
+                  group="dense", widen_hint=widen_hint("embedding")),
+    )
+    reads = tuple(d.name for d in dimensions)
     weight = weight_dimension("dense", 0.5, "dense retriever")
 
     def __init__(self) -> None:
-        self._indexes: dict[int, object] = {}
-        self.embedder = None  # set by the memory system (shared, cached on disk)
+        self._indexes: dict[tuple[int, str], object] = {}
+        self._embedders: dict[str, object] = {}
+        # model name -> embedder (cached on disk, shared); set by the memory system.
+        self.make_embedder: Callable[[str], object] | None = None
 
-    def unit_vectors(self, units: "UnitSet") -> np.ndarray:
-        return self._index(units)[1]
+    def embedder(self, model: str):
+        if model not in self._embedders:
+            assert self.make_embedder is not None, "the memory system sets make_embedder"
+            self._embedders[model] = self.make_embedder(model)
+        return self._embedders[model]
 
-    def _index(self, units: "UnitSet"):
-        key = id(units)
+    def embedders(self) -> list:
+        """The embedders built so far (their counters are the system's)."""
+        return list(self._embedders.values())
+
+    def embed(self, texts: list[str], model: str) -> np.ndarray:
+        return self.embedder(model).embed(texts).astype(np.float32)
+
+    def unit_vectors(self, units: "UnitSet", model: str) -> np.ndarray:
+        return self._index(units, model)[1]
+
+    def _index(self, units: "UnitSet", model: str):
+        key = (id(units), model)
         if key not in self._indexes:
             import faiss
 
-            vectors = self._unit_vectors(units)
+            vectors = self._unit_vectors(units, model)
             index = faiss.IndexFlatIP(vectors.shape[1])
             index.add(vectors)
             self._indexes[key] = (index, vectors)
         return self._indexes[key]
 
     def extend(self, old, new, keep) -> None:
-        entry = self._indexes.pop(id(old), None)
-        if entry is None:
-            return
         import faiss
 
-        index, vectors = entry
-        tail = self._unit_vectors(new, start=keep)
-        index.remove_ids(faiss.IDSelectorRange(keep, index.ntotal))
-        index.add(tail)
-        self._indexes[id(new)] = (index, np.ascontiguousarray(np.vstack([vectors[:keep], tail])))
+        for key in [k for k in self._indexes if k[0] == id(old)]:
+            index, vectors = self._indexes.pop(key)
+            tail = self._unit_vectors(new, key[1], start=keep)
+            index.remove_ids(faiss.IDSelectorRange(keep, index.ntotal))
+            index.add(tail)
+            self._indexes[(id(new), key[1])] = (
+                index, np.ascontiguousarray(np.vstack([vectors[:keep], tail])))
 
-    def _unit_vectors(self, units: "UnitSet", start: int = 0) -> np.ndarray:
+    def _unit_vectors(self, units: "UnitSet", model: str, start: int = 0) -> np.ndarray:
         """Turn, passage and summary units are embedded; a window or a whole session is the
         normalised mean of its turns' vectors, so they cost no embedding beyond the turns.
         Rows from ``start`` on only (an index extended by appended units)."""
+        embedder = self.embedder(model)
         wanted = units.units[start:]
         needed = {t for u in wanted for t in u.turn_ids}
         turns = [u for u in units.turn_units if u.id in needed]
         turn_rows = {u.id: i for i, u in enumerate(turns)}
-        turn_vectors = self.embedder.embed([u.rendered(False) for u in turns])
+        turn_vectors = embedder.embed([u.rendered(False) for u in turns])
         own = [u for u in wanted
                if u.id not in turn_rows and not u.id.startswith(COMPOSED_PREFIXES)]
         own_vectors = dict(zip((u.id for u in own),
-                               self.embedder.embed([u.rendered(False) for u in own]) if own
+                               embedder.embed([u.rendered(False) for u in own]) if own
                                else []))
         rows = []
         for unit in wanted:
@@ -203,13 +227,13 @@ class DenseRetriever:
                 mean = turn_vectors[[turn_rows[t] for t in unit.turn_ids]].mean(axis=0)
                 rows.append(mean / max(float(np.linalg.norm(mean)), 1e-12))
         if not rows:
-            return np.zeros((0, self.embedder.dim), dtype=np.float32)
+            return np.zeros((0, embedder.dim), dtype=np.float32)
         return np.ascontiguousarray(np.stack(rows), dtype=np.float32)
 
     def scores(self, units, query, config) -> np.ndarray:
-        index, _ = self._index(units)
+        index, _ = self._index(units, config.embedding_model)
         n = index.ntotal
-        vectors = self.embedder.embed(list(query.dense_texts)).astype(np.float32)
+        vectors = self.embed(list(query.dense_texts), config.embedding_model)
         sims, ids = index.search(vectors, n)
         out = np.full(n, -1.0)
         for row_sims, row_ids in zip(sims, ids):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Iterable
 
@@ -18,8 +18,11 @@ from benchmarks.errors import MemevolveError
 from benchmarks.model import Conversation, Question
 from evolve.memory.answer import NOT_MENTIONED, extractive_answer
 from evolve.memory.bounded import BoundedCache
+from evolve.memory.cross_encoder import NO_CROSS_ENCODER, CrossEncoderScorer, reranked
 from evolve.memory.feedback import feedback_scores
+from evolve.memory.models import embedder_arguments
 from evolve.memory.hierarchy import mix_session_scores, uses_sessions
+from evolve.memory.llm_query import QueryTexts, query_texts
 from evolve.memory.multihop import multihop_scores
 from evolve.memory.packing import pack_context
 from evolve.memory.query import ProcessedQuery, process_query
@@ -222,6 +225,8 @@ class RetrievedContext:
     #: What the budget paid for, in rank order (recall and the extractive answerer read it).
     packed: tuple[MemoryUnit, ...]
     query: ProcessedQuery
+    #: LLM calls retrieval made (llm_query), priced with the answer's.
+    llm_calls: tuple[dict[str, Any], ...] = ()
 
     @property
     def ids(self) -> list[str]:
@@ -253,6 +258,7 @@ class MemorySystem:
         self._predicted_types: dict[str, dict[str, str]] = {}
         self.oracle_gold_categories = oracle_gold_categories
         self._runner: SystemRunner | None = None
+        self._cross_encoders: dict[str, CrossEncoderScorer] = {}
 
     @classmethod
     def from_resources(cls, conversations: Iterable[Conversation],
@@ -319,21 +325,30 @@ class MemorySystem:
     # Lazy heavy parts ----------------------------------------------------------------------
     def _ensure_dense(self) -> DenseRetriever:
         dense = self._retrievers["dense"]
-        if dense.embedder is None:
+        if dense.make_embedder is None:
             from evolve.embeddings import make_embedder
 
             spec = self._embedder_spec
-            dense.embedder = make_embedder(spec.backend, spec.model, **spec.options)
+
+            def build(model: str):
+                backend, name, options = embedder_arguments(model, spec.backend, spec.model,
+                                                            spec.options)
+                return make_embedder(backend, name, **options)
+            dense.make_embedder = build
         return dense
 
-    def _llm_answerer(self):
+    def _cross_encoder(self, model: str) -> CrossEncoderScorer:
+        if model not in self._cross_encoders:
+            self._cross_encoders[model] = CrossEncoderScorer(model)
+        return self._cross_encoders[model]
+
+    def _llm_answerer(self, needed_by: str = "answerer=llm", instead: str = "answerer: "
+                      "extractive"):
         if self._answerer is None:
             if not self._llm_spec.answer:
-                from benchmarks.errors import MemevolveError
-
-                raise MemevolveError("the config sets answerer=llm but no answering model is "
+                raise MemevolveError(f"the config sets {needed_by} but no answering model is "
                                      "configured. Fix: pass --answer-model (a litellm model name) "
-                                     "or set answerer: extractive.")
+                                     f"or set {instead}.")
             from evolve.llm import LLMClient, LLMSettings, ResponseCache
             from evolve.memory.answer_llm import LLMAnswerer
 
@@ -345,24 +360,25 @@ class MemorySystem:
         """Build the dense indexes that ``config`` needs on these conversations (none when no
         question type of it uses dense retrieval or MMR); returns how many texts were embedded."""
         wanted = set(conversation_ids)
-        embedder = self._retrievers["dense"].embedder
-        before = embedder.embedded if embedder is not None else 0
+        before = self._embedded()
         for question in self.questions.values():
             if question.conversation_id not in wanted:
                 continue
             cfg = config.for_type(self.question_type(question, config))
             if uses_dense(cfg):
                 self._ensure_dense().unit_vectors(
-                    self.memories[question.conversation_id].units(cfg))
-        embedder = self._retrievers["dense"].embedder
-        return {"embedded": (embedder.embedded if embedder is not None else 0) - before}
+                    self.memories[question.conversation_id].units(cfg), cfg.embedding_model)
+        return {"embedded": self._embedded() - before}
+
+    def _embedded(self) -> int:
+        return sum(e.embedded for e in self._retrievers["dense"].embedders())
 
     def embedding_counters(self) -> dict[str, int]:
-        """Texts the embedding cache served (hits) and the model embedded (misses), so far."""
-        embedder = self._retrievers["dense"].embedder
-        if embedder is None:
-            return {"hits": 0, "misses": 0}
-        return {"hits": embedder.hits, "misses": embedder.misses}
+        """Texts the embedding caches served (hits) and the models embedded (misses), so far,
+        over every embedding model used."""
+        embedders = self._retrievers["dense"].embedders()
+        return {"hits": sum(e.hits for e in embedders),
+                "misses": sum(e.misses for e in embedders)}
 
     # Evaluation ----------------------------------------------------------------------------
     def evaluate(self, config: RetrievalConfig, question_ids: Iterable[str] | None = None,
@@ -407,6 +423,18 @@ class MemorySystem:
         def scores_for(q: ProcessedQuery) -> dict[str, np.ndarray]:
             return {name: memory.retriever_scores(name, units, q, cfg) for name in active}
 
+        operator = (query_texts(self._llm_answerer(f"llm_query={cfg.llm_query}",
+                                                   "llm_query: off").client,
+                                question, cfg.llm_query)
+                    if cfg.llm_query != "off" else QueryTexts())
+        if operator.extra:
+            searched = [memory.text_query(text, cfg) for text in operator.extra]
+            # HyDE's hypothetical turn is a dense query only: as a BM25 query its invented
+            # details would outweigh the question's own words.
+            query = replace(query, dense_texts=query.dense_texts + tuple(
+                t for q in searched for t in q.dense_texts), bm25_texts=query.bm25_texts + (
+                () if cfg.llm_query == "hyde" else tuple(t for q in searched
+                                                           for t in q.bm25_texts)))
         scores = scores_for(query)
         fused = self._ranking_scores(memory, units, query, scores, cfg, question)
         positions = np.array([u.position for u in units.units])
@@ -416,17 +444,23 @@ class MemorySystem:
             scores = feedback_scores(
                 scores, units, query, feedback, n_terms=cfg.prf_terms, weight=cfg.prf_weight,
                 rescore=lambda name, q: memory.retriever_scores(name, units, q, cfg),
-                dense=dense if "dense" in active else None)
+                dense=dense if "dense" in active else None, model=cfg.embedding_model)
             fused = self._ranking_scores(memory, units, query, scores, cfg, question)
             order = np.lexsort((positions, -fused))
-        if cfg.multi_query != "off" or cfg.hop2_units > 0:
+        if cfg.multi_query != "off" or cfg.hop2_units > 0 or operator.sub_questions:
             def fused_for(text: str) -> np.ndarray:
                 other = memory.text_query(text, cfg)
                 return self._ranking_scores(memory, units, other, scores_for(other), cfg,
                                             question)
-            fused = multihop_scores(fused, units, positions, query, cfg, fused_for)
+            fused = multihop_scores(fused, units, positions, query, cfg, fused_for,
+                                    operator.sub_questions)
             order = np.lexsort((positions, -fused))
-        vectors = dense.unit_vectors(units) if cfg.mmr_lambda < 1.0 else None
+        if cfg.cross_encoder != NO_CROSS_ENCODER:
+            fused = reranked(fused, order, units, question.text, cfg.cross_encoder_depth,
+                             cfg.cross_encoder_weight, self._cross_encoder(cfg.cross_encoder))
+            order = np.lexsort((positions, -fused))
+        vectors = dense.unit_vectors(units, cfg.embedding_model) if cfg.mmr_lambda < 1.0 \
+            else None
         selected_idx = mmr_select(order, fused, vectors, cfg.top_k, cfg.mmr_lambda)
         chosen = set(selected_idx)
         ranked_idx = selected_idx + [int(i) for i in order if int(i) not in chosen]
@@ -450,14 +484,15 @@ class MemorySystem:
                 session_index=u.session_index, turn_ids=u.turn_ids)
                 for u in packing.context_units),
             text=packing.text, tokens=packing.tokens, ranked=tuple(ranked),
-            selected=tuple(selected), packed=tuple(packing.packed), query=query)
+            selected=tuple(selected), packed=tuple(packing.packed), query=query,
+            llm_calls=operator.calls)
 
     def answer(self, question: Question, config: RetrievalConfig, context: RetrievedContext
                ) -> tuple[str, bool, str | None, list[dict[str, Any]]]:
         """(answer, abstained, invalid reason, LLM call rows) for a question from its context,
         with the settings of the context's question type."""
         cfg = config.for_type(context.question_type)
-        calls: list[dict[str, Any]] = []
+        calls: list[dict[str, Any]] = list(context.llm_calls)
         if cfg.answerer == "llm":
             # Resolved before importing litellm, so a missing model fails at once.
             answerer = self._llm_answerer()
