@@ -157,6 +157,18 @@ def test_eval_smoke_measures_every_phase_cold_to_new_process(tmp_path):
     assert (tmp_path / "out" / "eval.md").read_text().count("| synthetic-smoke |") == 5
 
 
+def test_eval_measures_the_config_it_is_given(tmp_path):
+    db = tmp_path / "b.duckdb"
+    config = tmp_path / "hybrid.yaml"
+    config.write_text("retrievers: bm25+dense\nsession_weight: 0.4\n")
+    _invoke("eval", "--smoke", "--config", str(config), "--db", str(db),
+            "--out", str(tmp_path / "out"))
+    with RunStore(db) as store:
+        rows = store.query("SELECT retrievers, embed_misses, phase FROM bench_throughput")
+    assert {r["retrievers"] for r in rows} == {"bm25+dense"}
+    assert "--config" in (tmp_path / "out" / "eval.md").read_text()
+
+
 def test_scale_smoke_times_each_stage_and_the_cache_serves_the_second_pass(tmp_path,
                                                                             longmemeval_path):
     from evolve.bench.scale import COLD_STAGES, WARM_STAGES

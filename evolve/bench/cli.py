@@ -213,10 +213,22 @@ def eval_command(
     workers: Optional[str] = typer.Option(None, help="Worker counts, comma-separated; 'all' = "
                                           "one per core, 0 = in-process (default 1,all; "
                                           "smoke 0)."),
+    preset: Optional[str] = typer.Option(None, help="The base of the 8 configs: weak or strong "
+                                         "(default strong, BM25 + structured above 20,000 "
+                                         "turns)."),
+    config_file: Optional[Path] = typer.Option(None, "--config", help="The base of the 8 "
+                                               "configs, as a YAML file (e.g. from 'memevolve "
+                                               "export')."),
     db: Path = DbOpt, out: Path = OutOpt, smoke: bool = SmokeOpt,
 ) -> None:
     """Evaluation throughput, cold and warm, 1 and all workers: questions/s, reuse, memory."""
     from evolve.bench.throughput import dataset, measure_throughput, throughput_markdown
+    from search_space.config import load_config, load_preset
+
+    if config_file is not None and preset is not None:
+        raise MemevolveError("pass either --config or --preset, not both.")
+    config = load_config(config_file) if config_file else (load_preset(preset) if preset
+                                                           else None)
 
     names = [d.strip() for d in (datasets or ("synthetic-smoke" if smoke else
                                               "locomo,synthetic-10k,synthetic-100k")).split(",")]
@@ -224,11 +236,14 @@ def eval_command(
     chosen = [dataset(n, str(data) if data else None) for n in names]
     command = " ".join(["memevolve bench eval", *(["--smoke"] if smoke else []),
                         "--datasets", ",".join(names), "--workers", workers or
-                        ("0" if smoke else "1,all")] + (["--data", _quote(data)] if data else []))
+                        ("0" if smoke else "1,all")] + (["--data", _quote(data)] if data else [])
+                       + (["--config", _quote(config_file)] if config_file else [])
+                       + (["--preset", preset] if preset else []))
     run_id = _bench_id("eval")
     # Checked before the long measurement, written after it: the file stays free meanwhile.
     _open_store(db).close()
-    rows = measure_throughput(chosen, counts, report=lambda line: console.print(line))
+    rows = measure_throughput(chosen, counts, config=config,
+                              report=lambda line: console.print(line))
     with _open_store(db) as store:
         store.insert_rows("bench_throughput", [{"run_id": run_id, **r} for r in rows])
     console.print(table(f"evaluation throughput, 8 configs at once (run {run_id})",

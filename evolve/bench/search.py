@@ -15,7 +15,7 @@ import optuna
 
 from benchmarks.errors import MemevolveError
 from evolve.evaluation import Evaluator, evaluate_configs
-from search_space.dimensions import DIMENSIONS, DIMENSIONS_BY_NAME
+from search_space.dimensions import DIMENSIONS_BY_NAME
 from search_space.optuna_space import distributions
 
 if TYPE_CHECKING:
@@ -126,9 +126,11 @@ class Trace:
 
 
 def search_dimensions() -> list[str]:
-    """The space every strategy searches: all dimensions but the answerer (fixed to extractive)
-    and those that only matter with an answering LLM."""
-    return [d.name for d in DIMENSIONS if d.name != "answerer" and not d.needs_llm]
+    """The space every strategy searches: what memevolve's exploration may change with the
+    extractive answerer (the answerer fixed, no LLM-only dimension, no one-value choice)."""
+    from evolve.explore import usable_dimensions
+
+    return usable_dimensions("extractive")
 
 
 class DevBudget:

@@ -59,11 +59,15 @@ def dataset(name: str, locomo_data: str | None) -> Dataset:
                          f"{', '.join(SYNTHETIC_SIZES)}.")
 
 
-def base_config(n_turns: int) -> tuple[RetrievalConfig, str]:
-    """The strong preset (hybrid BM25 + dense + structured); BM25 + structured above
-    DENSE_MAX_TURNS. Returns the config and the note the table carries."""
+def base_config(n_turns: int, chosen: RetrievalConfig | None = None
+                ) -> tuple[RetrievalConfig, str]:
+    """The config the user chose, as it is; else the strong preset (hybrid BM25 + dense +
+    structured), BM25 + structured above DENSE_MAX_TURNS. Returns the config and the note the
+    table carries."""
     from search_space.config import load_preset
 
+    if chosen is not None:
+        return chosen, ""
     strong = load_preset("strong")
     if n_turns <= DENSE_MAX_TURNS:
         return strong, ""
@@ -72,17 +76,19 @@ def base_config(n_turns: int) -> tuple[RetrievalConfig, str]:
 
 
 def measure_throughput(datasets: list[Dataset], workers: list[int], *,
+                       config: RetrievalConfig | None = None,
                        report: Callable[[str], None] = lambda line: None,
                        ) -> list[dict[str, Any]]:
     """For each dataset and worker count: one process measures cold, warm-store and
     warm-indexes; a second process, on the same store and embedding cache, the new-process
-    phases. Both start from a fresh cache folder and store, removed afterwards."""
+    phases. Both start from a fresh cache folder and store, removed afterwards. ``config`` is
+    the base of the 8 configs (default: see base_config)."""
     rows: list[dict[str, Any]] = []
     for data in datasets:
         for count in workers:
             with tempfile.TemporaryDirectory(prefix="memevolve-throughput-") as scratch:
                 for part in ("first", "second"):
-                    part_rows = _in_subprocess(data, count, part, Path(scratch))
+                    part_rows = _in_subprocess(data, count, part, Path(scratch), config)
                     for row in part_rows:
                         report(f"{data.name} workers={count} {row['phase']}: "
                                f"{row['questions_per_s']:.0f} questions/s, "
@@ -107,10 +113,13 @@ def throughput_markdown(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines + ([""] + notes if notes else []))
 
 
-def _in_subprocess(data: Dataset, workers: int, part: str, scratch: Path) -> list[dict[str, Any]]:
+def _in_subprocess(data: Dataset, workers: int, part: str, scratch: Path,
+                   config: RetrievalConfig | None) -> list[dict[str, Any]]:
     result = scratch / f"{part}.json"
     spec = {"dataset": asdict(data), "workers": workers, "part": part,
-            "scratch": str(scratch), "result": str(result)}
+            "scratch": str(scratch), "result": str(result),
+            "config": config.model_dump(mode="json") if config is not None else None,
+            "artefacts": config.artefacts if config is not None else {}}
     env = {**os.environ, "MEMEVOLVE_CACHE_DIR": str(scratch / "cache")}
     done = subprocess.run([sys.executable, "-m", "evolve.bench.throughput", json.dumps(spec)],
                           env=env, capture_output=True, text=True)
@@ -131,7 +140,13 @@ def _measure(spec: dict[str, Any]) -> list[dict[str, Any]]:
     data = Dataset(**spec["dataset"])
     bench = data.load()
     n_turns = sum(len(c.turns) for c in bench.conversations)
-    base, note = base_config(n_turns)
+    chosen = None
+    if spec.get("config") is not None:
+        from search_space.config import RetrievalConfig
+
+        chosen = RetrievalConfig.model_validate(spec["config"]).model_copy(
+            update={"artefacts": spec["artefacts"]})
+    base, note = base_config(n_turns, chosen)
     configs = [base.with_values(v) for v in VARIANTS]
     ids = [q.id for q in bench.questions]
     scratch = Path(spec["scratch"])
