@@ -202,13 +202,15 @@ def _fmt(value: float | None) -> str:
 def _route(config, store, bench, split, oracle_gold_categories: bool):
     """The config as it is evaluated: overrides keyed on the type predicted by a predictor
     trained on the split's dev part (unless the config names one), or, asked for by name, on
-    the gold categories."""
+    the gold categories. A learned reranker trains on that predictor's dev questions, so a
+    config with one gets a predictor too."""
+    from evolve.memory.rerank import needs_model
     from evolve.question_types import train_on_split
     from search_space.config import ORACLE_GOLD_CATEGORIES
 
     if oracle_gold_categories:
         question_types = ORACLE_GOLD_CATEGORIES
-    elif config.question_types is not None or not config.overrides:
+    elif config.question_types is not None or not (config.overrides or needs_model(config)):
         for body in config.artefacts.values():
             store.put_artefact(body)
         return config

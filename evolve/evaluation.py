@@ -10,10 +10,12 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
 
 from benchmarks.errors import MemevolveError
 from benchmarks.model import Benchmark
+from evolve.memory import rerank
 from evolve.memory.system import EmbedderSpec, LLMSpec, check_routing
 from evolve.progress import Progress
 from evolve.systems import (Resources, SystemRunner, import_root, resolve_system, space_of,
                             system_factory, system_name)
+from search_space.artefacts import artefact_hash
 from search_space.config import SpaceConfig
 
 if TYPE_CHECKING:
@@ -173,9 +175,15 @@ class Evaluator:
         store once per batch of calls, not serialised again with every call."""
         import ray
 
-        needed = {c.question_types: self.artefacts[c.question_types] for c in configs
-                  if c.question_types and not c.routes_on_gold
-                  and c.question_types in self.artefacts}
+        needed = {}
+        for config in configs:
+            if config.question_types and not config.routes_on_gold \
+                    and config.question_types in self.artefacts:
+                needed[config.question_types] = self.artefacts[config.question_types]
+            if rerank.needs_model(config):
+                body = rerank.model_for(config, self.embedder, self.artefacts.values())
+                if body is not None:
+                    needed[artefact_hash(body)] = body
         return ray.put(needed) if needed else {}
 
     def placement(self) -> list[dict[str, Any]]:
@@ -462,8 +470,9 @@ def _finite(value: float | None) -> float | None:
 
 def _provide_artefacts(evaluator: Evaluator, configs: Sequence[SpaceConfig],
                        question_ids: Sequence[str], part: str, store: "RunStore | None") -> None:
-    """Hand the evaluator the predictors the configs reference (from a config file or the
-    store), and refuse a test evaluation by a predictor that was trained on test questions."""
+    """Hand the evaluator the learned parts the configs reference (from a config file or the
+    store; a reranker missing everywhere is trained), and refuse a test evaluation by one that
+    was trained on test questions."""
     from evolve.question_types import QuestionTypePredictor
 
     for config in configs:
@@ -481,11 +490,41 @@ def _provide_artefacts(evaluator: Evaluator, configs: Sequence[SpaceConfig],
         if store is not None:
             store.put_artefact(body)
         if part == "test":
-            leaked = set(body.get("question_ids", ())) & set(question_ids)
-            if leaked:
-                raise MemevolveError(f"question-type predictor {ref} was trained on {len(leaked)} "
-                                     f"of the questions evaluated here as '{part}' (e.g. "
-                                     f"{sorted(leaked)[0]}): its types would leak their labels. "
-                                     "Fix: evaluate on questions outside its dev split.")
+            _refuse_leak(f"question-type predictor {ref}", body, question_ids, part)
         QuestionTypePredictor.check_body(body)
         evaluator.add_artefacts({ref: body})
+    for config in configs:
+        if rerank.needs_model(config):
+            body = _reranker(evaluator, config, store)
+            if part == "test":
+                _refuse_leak(f"reranker {body['key']}", body, question_ids, part)
+
+
+def _reranker(evaluator: Evaluator, config: SpaceConfig, store: "RunStore | None"
+              ) -> dict[str, Any]:
+    """The config's learned reranker: the one it carries, this evaluator's or the store's with
+    the same key, or trained now on the dev questions of the config's question-type predictor
+    (their features computed by the shards, the model fitted here)."""
+    key = rerank.model_key(config, evaluator.embedder)
+    known = [*config.artefacts.values(), *evaluator.artefacts.values()]
+    body = rerank.model_for(config, evaluator.embedder, known)
+    if body is None and store is not None:
+        body = rerank.model_for(config, evaluator.embedder, store.artefacts_of_kind(rerank.KIND))
+    if body is None:
+        ids = rerank.training_question_ids(config, evaluator.artefacts)
+        shards = evaluator.on_shards(rerank.collect_training_rows, config.canonical_json(), ids)
+        body = rerank.train_body([group for shard in shards for group in shard], key=key,
+                                 fields_key=rerank.model_key(config, None),
+                                 trained_on=config.question_types, question_ids=ids)
+    if store is not None:
+        store.put_artefact(body)
+    evaluator.add_artefacts({artefact_hash(body): body})
+    return body
+
+
+def _refuse_leak(what: str, body: dict[str, Any], question_ids: Sequence[str], part: str) -> None:
+    leaked = set(body.get("question_ids", ())) & set(question_ids)
+    if leaked:
+        raise MemevolveError(f"{what} was trained on {len(leaked)} of the questions evaluated "
+                             f"here as '{part}' (e.g. {sorted(leaked)[0]}): it would leak their "
+                             "labels. Fix: evaluate on questions outside its dev split.")

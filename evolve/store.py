@@ -326,6 +326,10 @@ class RunStore:
                              conflict="IGNORE")
         return key
 
+    def artefacts_of_kind(self, kind: str) -> list[dict[str, Any]]:
+        return [json.loads(r["body_json"]) for r in self._dicts(
+            "SELECT body_json FROM artefacts WHERE kind = ? ORDER BY artefact_hash", [kind])]
+
     def artefact(self, artefact_hash: str) -> dict[str, Any] | None:
         stored = self._scalar("SELECT body_json FROM artefacts WHERE artefact_hash = ?",
                               [artefact_hash])
@@ -590,6 +594,18 @@ class RunStore:
                                  f"predictor {config.question_types}, which the store lacks. "
                                  "Fix: export from the store of the run that trained it.")
             artefacts[config.question_types] = body
+        from evolve.memory import rerank
+        from search_space.artefacts import artefact_hash
+
+        if rerank.needs_model(config):
+            fields_key = rerank.model_key(config, None)
+            models = [b for b in self.artefacts_of_kind(rerank.KIND)
+                      if b.get("fields_key") == fields_key]
+            if not models:
+                raise StoreError(f"{self.path}: config {config_hash} reranks with a model the "
+                                 "store lacks. Fix: export from the store of the run that "
+                                 "evaluated it.")
+            artefacts.update({artefact_hash(b): b for b in models})
         config = config.model_copy(update={"provenance": provenance, "artefacts": artefacts})
         out.write_text(config.to_yaml())
         return out

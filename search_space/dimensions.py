@@ -12,6 +12,7 @@ from search_space.dimension import SET_SEPARATOR, Dimension, dimension as _d
 from evolve.memory.cross_encoder import DIMENSIONS as CROSS_ENCODER_DIMENSIONS
 from evolve.memory.llm_query import DIMENSION as LLM_QUERY
 from evolve.memory.multihop import MULTI_QUERY_MODES
+from evolve.memory.rerank import DIMENSIONS as RERANK_DIMENSIONS
 from evolve.memory.retrievers import RETRIEVERS
 
 DIMENSIONS: tuple[Dimension, ...] = (
@@ -88,8 +89,9 @@ DIMENSIONS: tuple[Dimension, ...] = (
        "second hop's query (hop2_units > 0).", low=0, high=20, group="multihop"),
     _d("hop2_weight", "float", 0.5, "Weight of the second hop's ranking against the first "
        "(hop2_units > 0).", low=0.0, high=1.0, group="multihop"),
-    # Reranking of the best fused candidates.
+    # Reranking of the best fused candidates: the cross-encoder, then the learned model.
     *CROSS_ENCODER_DIMENSIONS,
+    *RERANK_DIMENSIONS,
     # Selection and context.
     _d("top_k", "int", 5, "Units kept after ranking.", low=1, high=50, group="selection",
        scope="per_category"),

@@ -15,9 +15,12 @@ import pytest
 
 from benchmarks.errors import MemevolveError
 from benchmarks.model import Conversation, Question, Session, Turn
+from evolve.memory import rerank
 from evolve.memory.answer import NOT_MENTIONED
 from evolve.memory.answer_llm import answer_messages
-from evolve.memory.system import MemorySystem
+from evolve.memory.system import EmbedderSpec, MemorySystem
+from evolve.question_types import train_body as train_question_types
+from search_space.artefacts import artefact_hash
 from search_space.config import (ORACLE_GOLD_CATEGORIES, RetrievalConfig, SpaceConfig,
                                  config_class)
 from search_space.dimensions import DIMENSIONS, DIMENSIONS_BY_NAME
@@ -167,7 +170,40 @@ def _question(qid: str, conversation: str, text: str, *, category: str = "1",
                     evidence=evidence)
 
 
+#: The reranker learns from these that the turn with a time word answers a 'when' question,
+#: while BM25 prefers the decoys that repeat the thing asked about.
+LTR_THINGS = ("kite", "piano", "canoe", "lantern", "bicycle", "teapot", "ladder", "tent",
+              "violin", "scooter", "camera", "blender", "hammock", "telescope", "kayak",
+              "drone", "guitar", "sofa", "heater", "printer", "compass", "mirror", "wagon",
+              "clock", "radio", "easel", "tractor", "harp", "fountain", "sled")
+
+
+def _ltr_conversation(cid: str, thing: str, before: int, after: int) -> Conversation:
+    decoys = [f"Alice: The {thing} is old, the {thing} is {colour}."
+              for colour in ("blue", "red", "green", "grey", "white", "black", "pink", "brown",
+                             "gold", "tan", "teal", "navy")[:before + after]]
+    return _conversation(cid, _session(1, "2023-05-08", *FILLER[:2], *decoys[:before],
+                                       f"Alice: I fixed the {thing} yesterday.",
+                                       *decoys[before:], *FILLER[2:]))
+
+
+# The decoys' number and place vary, so that no rank or position tells the evidence apart.
+LTR_TRAINING = tuple(_ltr_conversation(f"ltr-{thing}", thing, i % 4, 1 + (i // 4) % 3)
+                     for i, thing in enumerate(LTR_THINGS))
+#: Held out from training: its evidence ranks below ten decoys in the fused order.
+LTR_PROBE = _ltr_conversation("ltr-trumpet", "trumpet", 12, 0)
+CONVERSATIONS = CONVERSATIONS + LTR_TRAINING + (LTR_PROBE,)
+
+
+def _ltr_question(conversation: Conversation) -> Question:
+    thing = conversation.id.split("-", 1)[1]
+    evidence = next(t.id for t in conversation.sessions[0].turns if "yesterday" in t.text)
+    return _question(conversation.id, conversation.id, f"When did Alice fix the {thing}?",
+                     evidence=(evidence,))
+
+
 QUESTIONS = (
+    *(_ltr_question(c) for c in (*LTR_TRAINING, LTR_PROBE)),
     _question("stemming", "stemming", "Who enjoys running?"),
     _question("case", "case", "Who visited Nice?"),
     _question("punctuation", "punctuation", "Who codes in C++ at work?"),
@@ -625,6 +661,38 @@ def _llm_query_texts_are_searched_and_sub_questions_fused(system: MemorySystem) 
         assert _row(system, "cook_travel", top_k=2)["recall_in_context"] == 0.5
         assert _row(system, "cook_travel", top_k=2,
                     llm_query="decompose")["recall_in_context"] == 1.0
+def _ltr_row(system: MemorySystem, question_id: str, **values: Any) -> dict[str, Any]:
+    """The outcome row under a config that reranks with a model trained, as evaluation trains
+    it, on the LTR_TRAINING questions (the dev questions of the config's predictor)."""
+    training = [q for q in QUESTIONS if q.conversation_id.startswith("ltr-")
+                and q.conversation_id != LTR_PROBE.id]
+    predictor = train_question_types(training)
+    config = RetrievalConfig(question_types=artefact_hash(predictor)).with_values(
+        {"reranker": "ltr", **values})
+    system.add_artefacts({artefact_hash(predictor): predictor})
+    ids = [q.id for q in training]
+    groups = rerank.collect_training_rows(system, config.canonical_json(), ids)
+    body = rerank.train_body(groups, key=rerank.model_key(config, EmbedderSpec()),
+                             fields_key=rerank.model_key(config, None),
+                             trained_on=config.question_types, question_ids=ids)
+    system.add_artefacts({artefact_hash(body): body})
+    (row,), _ = system.evaluate(config, [question_id])
+    return row
+
+
+@proves("reranker")
+def _the_learned_reranker_lifts_the_dated_turn_over_the_decoys(system: MemorySystem) -> None:
+    assert _row(system, LTR_PROBE.id, top_k=3)["recall_in_context"] == 0.0
+    reranked = _ltr_row(system, LTR_PROBE.id, top_k=3, rerank_depth=20)
+    assert reranked["retrieved_ids"][0] == "D1:15" and reranked["recall_in_context"] == 1.0
+
+
+@proves("rerank_depth")
+def _only_candidates_within_the_depth_are_reranked(system: MemorySystem) -> None:
+    assert _row(system, LTR_PROBE.id)["evidence_rank"] == 13
+    # The evidence is 13th in the fused order: a depth of 10 never shows it to the model.
+    assert _ltr_row(system, LTR_PROBE.id, top_k=3, rerank_depth=10)["recall_in_context"] == 0.0
+    assert _ltr_row(system, LTR_PROBE.id, top_k=3, rerank_depth=13)["recall_in_context"] == 1.0
 
 
 def test_every_dimension_has_a_behaviour_proof() -> None:

@@ -202,6 +202,16 @@ def _llm_query(config: RetrievalConfig, category: str, modes: tuple[str, ...]
             if mode != config.value("llm_query", category)]
 
 
+def _learned_rerank(config: RetrievalConfig) -> list[tuple[Edit, ...]]:
+    """Evidence ranked, but below what the budget holds: a model trained on the dev evidence
+    reorders the fused candidates, or reorders more of them."""
+    if config.reranker == "none":
+        return [(Edit("reranker", "ltr"),)]
+    if config.rerank_depth < 200:
+        return [(Edit("rerank_depth", min(config.rerank_depth * 2, 200)),)]
+    return []
+
+
 def _never_retrieved(config: RetrievalConfig, category: str) -> list[tuple[Edit, ...]]:
     # The question's words are not the evidence's: search with other words (an LLM's
     # rewrite or hypothetical answer) or another model's sense of similarity.
@@ -229,6 +239,7 @@ def _ranked_below_cut(config: RetrievalConfig, category: str) -> list[tuple[Edit
            *_session_prior(config, category),
            # Ranked, but not high enough: a cross-encoder rereads the first candidates.
            *_listed_models(config, "cross_encoder"),
+           *_learned_rerank(config),
            _step(config, "context_budget", None, 1.5, 100, 8000)]
     if config.cross_encoder != NO_CROSS_ENCODER:
         out.append(_step(config, "cross_encoder_depth", category, 1.6, 2, 50))

@@ -26,6 +26,8 @@ from evolve.memory.llm_query import QueryTexts, query_texts
 from evolve.memory.multihop import multihop_scores
 from evolve.memory.packing import pack_context
 from evolve.memory.query import ProcessedQuery, process_query
+from evolve.memory.rerank import (Candidates, RerankModel, model_for, model_key,
+                                  reranked_by_model, uses_reranker)
 from evolve.memory.retrievers import RETRIEVERS, DenseRetriever, minmax, score_key
 from evolve.memory.time_prior import apply_time
 from evolve.memory.units import MemoryUnit, UnitSet, build_units, extend_units, unit_text
@@ -256,6 +258,7 @@ class MemorySystem:
         self._token_maps: dict[tuple[int, bool], dict[str, int]] = {}
         self._artefacts: dict[str, dict[str, Any]] = dict(artefacts or {})
         self._predicted_types: dict[str, dict[str, str]] = {}
+        self._rerank_models: dict[str, RerankModel] = {}
         self.oracle_gold_categories = oracle_gold_categories
         self._runner: SystemRunner | None = None
         self._cross_encoders: dict[str, CrossEncoderScorer] = {}
@@ -411,15 +414,63 @@ class MemorySystem:
 
     def context(self, question: Question, config: RetrievalConfig) -> RetrievedContext:
         """The context for a question: its type's settings, query processing, retrieval,
-        fusion, session scores, feedback, MMR, neighbour expansion and packing."""
+        fusion, session scores, feedback, multi-hop, reranking, MMR, neighbour expansion and
+        packing."""
         question_type = self.question_type(question, config)
         cfg = config.for_type(question_type)
+        units, query, scores, fused, order, operator = self._fused_ranking(question, cfg)
+        if uses_reranker(cfg):
+            fused, order = reranked_by_model(
+                self._candidates(question, cfg, units, query, scores, fused, order),
+                cfg.rerank_depth, self._rerank_model(config))
+        vectors = (self._ensure_dense().unit_vectors(units, cfg.embedding_model)
+                   if cfg.mmr_lambda < 1.0 else None)
+        selected_idx = mmr_select(order, fused, vectors, cfg.top_k, cfg.mmr_lambda)
+        chosen = set(selected_idx)
+        ranked_idx = selected_idx + [int(i) for i in order if int(i) not in chosen]
+        ranked = [units.units[i] for i in ranked_idx[:KEPT_RANKS]]
+        selected = [units.units[i] for i in selected_idx]
+        candidates = expand_neighbours(selected, units, cfg.neighbor_expansion)
+        token_of = self._token_map(units, cfg.include_dates and not cfg.session_headers)
+        packing = pack_context(candidates, units, budget=cfg.context_budget,
+                               spans=cfg.span_packing, session_headers=cfg.session_headers,
+                               include_dates=cfg.include_dates,
+                               chronological=cfg.packing_order == "chronological",
+                               token_of=token_of)
+        dated_lines = cfg.include_dates and not cfg.session_headers
+        return RetrievedContext(
+            question=question.text, conversation_id=question.conversation_id,
+            question_type=question_type,
+            units=tuple(ContextUnit(
+                id=u.id, text=u.rendered(dated_lines),
+                score=float(fused[units.index_of[u.id]]) if u.id in units.index_of else None,
+                date=u.date, tokens=token_of[u.id], speaker=u.speaker,
+                session_index=u.session_index, turn_ids=u.turn_ids)
+                for u in packing.context_units),
+            text=packing.text, tokens=packing.tokens, ranked=tuple(ranked),
+            selected=tuple(selected), packed=tuple(packing.packed), query=query,
+            llm_calls=operator.calls)
+
+    def candidates(self, question: Question, config: RetrievalConfig
+                   ) -> tuple[Candidates, RetrievalConfig]:
+        """A question's ranking before the learned reranker (what its features read), with the
+        settings of its predicted type: the reranker trains on exactly these."""
+        cfg = config.for_type(self.question_type(question, config))
+        units, query, scores, fused, order, _ = self._fused_ranking(question, cfg)
+        return self._candidates(question, cfg, units, query, scores, fused, order), cfg
+
+    def _fused_ranking(self, question: Question, cfg: RetrievalConfig) -> tuple[
+            UnitSet, ProcessedQuery, dict[str, np.ndarray], np.ndarray, np.ndarray, QueryTexts]:
+        """(units, query, each retriever's scores, fused scores, order, the LLM query
+        operator's texts): query operators, retrieval, fusion, session scores, time priors,
+        feedback, multi-hop and the cross-encoder, for one type's settings."""
         memory = self.memories[question.conversation_id]
         units = memory.units(cfg)
         query = memory.query(question, cfg)
         active = cfg.retrievers.split("+")
         if uses_dense(cfg):
             dense = self._ensure_dense()
+
         def scores_for(q: ProcessedQuery) -> dict[str, np.ndarray]:
             return {name: memory.retriever_scores(name, units, q, cfg) for name in active}
 
@@ -459,33 +510,35 @@ class MemorySystem:
             fused = reranked(fused, order, units, question.text, cfg.cross_encoder_depth,
                              cfg.cross_encoder_weight, self._cross_encoder(cfg.cross_encoder))
             order = np.lexsort((positions, -fused))
-        vectors = dense.unit_vectors(units, cfg.embedding_model) if cfg.mmr_lambda < 1.0 \
-            else None
-        selected_idx = mmr_select(order, fused, vectors, cfg.top_k, cfg.mmr_lambda)
-        chosen = set(selected_idx)
-        ranked_idx = selected_idx + [int(i) for i in order if int(i) not in chosen]
-        ranked = [units.units[i] for i in ranked_idx[:KEPT_RANKS]]
-        selected = [units.units[i] for i in selected_idx]
-        candidates = expand_neighbours(selected, units, cfg.neighbor_expansion)
-        token_of = self._token_map(units, cfg.include_dates and not cfg.session_headers)
-        packing = pack_context(candidates, units, budget=cfg.context_budget,
-                               spans=cfg.span_packing, session_headers=cfg.session_headers,
-                               include_dates=cfg.include_dates,
-                               chronological=cfg.packing_order == "chronological",
-                               token_of=token_of)
-        dated_lines = cfg.include_dates and not cfg.session_headers
-        return RetrievedContext(
-            question=question.text, conversation_id=question.conversation_id,
-            question_type=question_type,
-            units=tuple(ContextUnit(
-                id=u.id, text=u.rendered(dated_lines),
-                score=float(fused[units.index_of[u.id]]) if u.id in units.index_of else None,
-                date=u.date, tokens=token_of[u.id], speaker=u.speaker,
-                session_index=u.session_index, turn_ids=u.turn_ids)
-                for u in packing.context_units),
-            text=packing.text, tokens=packing.tokens, ranked=tuple(ranked),
-            selected=tuple(selected), packed=tuple(packing.packed), query=query,
-            llm_calls=operator.calls)
+        return units, query, scores, fused, order, operator
+
+    def _candidates(self, question: Question, cfg: RetrievalConfig, units: UnitSet,
+                    query: ProcessedQuery, scores: dict[str, np.ndarray], fused: np.ndarray,
+                    order: np.ndarray) -> Candidates:
+        memory = self.memories[question.conversation_id]
+        sessions = memory.session_units(cfg)
+        session_fused = fuse({name: memory.retriever_scores(name, sessions, query, cfg)
+                              for name in scores}, cfg)
+        return Candidates(question=question, units=units, query=query, scores=scores,
+                          fused=fused, order=order,
+                          session_scores={u.session_index: float(v)
+                                          for u, v in zip(sessions.units, session_fused)})
+
+    def _rerank_model(self, config: RetrievalConfig) -> RerankModel:
+        """The learned reranker of ``config``: looked up by what its training read (once per
+        config, not per question)."""
+        cached = self._rerank_models.get(config.config_hash)
+        if cached is not None:
+            return cached
+        body = model_for(config, self._embedder_spec, self._artefacts.values())
+        if body is None:
+            raise MemevolveError(f"config {config.config_hash} reranks with a model trained on "
+                                 f"its dev split (key {model_key(config, self._embedder_spec)}),"
+                                 " which this memory system was not given. Fix: evaluate it "
+                                 "through 'memevolve eval' or 'memevolve run' (they train it), "
+                                 "or use a config file exported with it.")
+        model = self._rerank_models[config.config_hash] = RerankModel(body)
+        return model
 
     def answer(self, question: Question, config: RetrievalConfig, context: RetrievedContext
                ) -> tuple[str, bool, str | None, list[dict[str, Any]]]:

@@ -1,0 +1,310 @@
+"""Learned reranking: a LambdaMART model (LightGBM's lambdarank) reorders the best fused candidates
+of a question from label-free features of each unit (every retriever's score and rank, its
+session's score, speaker, entity and term match with the question, date distance, position,
+length), trained on the evidence of a dev split's questions only.
+
+The model is an artefact (its LightGBM text in a JSON body, named by its content hash) like the
+question-type predictor. What it was trained on is fixed by the config itself: the dev questions
+of the config's question-type predictor (so each split or fold trains on its own dev), the config
+fields the features read, the embedder, the seed and the LightGBM version, hashed into
+``model_key``. Evaluation looks the model up by that key (the run store keeps every one), and
+trains it only when nothing it depends on has a model yet: a candidate that changes top_k or the
+packing reuses its parent's model, one that changes BM25's k1 gets its own."""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
+
+import numpy as np
+
+from benchmarks.errors import MemevolveError
+from evolve.memory.retrievers import RETRIEVERS, minmax
+from evolve.memory.text import RELATIVE_TIME, bm25_tokens, is_temporal_question, temporal_target
+from evolve.memory.time_prior import cue_date
+from search_space.dimension import dimension
+
+if TYPE_CHECKING:
+    from benchmarks.model import Question
+    from evolve.memory.query import ProcessedQuery
+    from evolve.memory.units import UnitSet
+
+KIND = "ltr_reranker"
+#: Bumped when the features, the labels or the estimator change: older models are not looked up.
+FORMAT = 1
+#: Fixed, like the question-type predictor's: a resume or another run seed gets the same model.
+SEED = 0
+RERANKERS = ("none", "ltr")
+#: Dimension groups applied after reranking: changing them leaves the features (and the model)
+#: as they were.
+AFTER_RERANK_GROUPS = ("selection", "context", "answer")
+
+DIMENSIONS = (
+    dimension("reranker", "choice", "none", "Rerank the best fused candidates with a "
+              "learning-to-rank model (LightGBM lambdarank over each unit's retriever scores and "
+              "ranks, session score, speaker/entity/term match, date distance, position and "
+              "length) trained on the dev split's evidence only ('ltr'), or keep the fused "
+              "order ('none').", choices=RERANKERS, group="rerank"),
+    dimension("rerank_depth", "int", 50, "Fused candidates the reranker reorders (and is "
+              "trained on); the units below keep their fused order after them (reranker=ltr).",
+              low=10, high=200, group="rerank"),
+)
+
+#: LightGBM settings: small trees, one thread and deterministic, so the same training rows give
+#: the same model text on every machine.
+PARAMS: dict[str, Any] = {
+    "objective": "lambdarank", "learning_rate": 0.05, "num_leaves": 15, "min_data_in_leaf": 20,
+    "lambdarank_truncation_level": 30, "seed": SEED, "deterministic": True, "num_threads": 1,
+    "force_col_wise": True, "verbosity": -1}
+ROUNDS = 150
+#: Cross-fitted models besides the full one (conversations dealt round-robin, in id order).
+FOLDS = 4
+
+_PER_RETRIEVER = ("score", "norm", "rank")
+FEATURES: tuple[str, ...] = (
+    "fused", "fused_norm", "fused_rank", "fused_gap",
+    *(f"{name}_{what}" for name in RETRIEVERS for what in _PER_RETRIEVER),
+    "session_score", "session_rank", "session_candidates",
+    "speaker_named", "speaker_match", "entity_share", "term_share",
+    "temporal_question", "mentions_time", "cue_days", "question_days",
+    "position", "session_position", "tokens")
+
+
+@dataclass(frozen=True)
+class Candidates:
+    """A question's fused ranking before reranking, as the features read it."""
+
+    question: "Question"
+    units: "UnitSet"
+    query: "ProcessedQuery"
+    #: Each active retriever's scores over all units (after feedback, if any).
+    scores: dict[str, np.ndarray]
+    fused: np.ndarray
+    order: np.ndarray
+    #: The session-level fused score of every session unit, by session index.
+    session_scores: dict[int, float]
+
+
+def uses_reranker(config: Any) -> bool:
+    return getattr(config, "reranker", "none") != "none"
+
+
+def needs_model(config: Any) -> bool:
+    """Whether any question type of ``config`` reranks with a learned model."""
+    return any(uses_reranker(config.for_type(t)) for t in (None, *config.overrides))
+
+
+def model_key(config: Any, embedder: Any) -> str:
+    """The cache key of the model a config reranks with: everything its training reads."""
+    feature_fields = [d.name for d in config.dimensions if d.group not in AFTER_RERANK_GROUPS]
+    import lightgbm
+
+    body = {"format": FORMAT, "seed": SEED, "lightgbm": lightgbm.__version__,
+            "params": PARAMS, "rounds": ROUNDS, "folds": FOLDS, "trained_on": config.question_types,
+            "fields": {name: getattr(config, name) for name in feature_fields},
+            "overrides": {t: {k: v for k, v in patch.items() if k in feature_fields}
+                          for t, patch in config.overrides.items()},
+            "embedder": asdict(embedder) if embedder is not None else None}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()
+                          ).hexdigest()[:16]
+
+
+def model_for(config: Any, embedder: Any, artefacts: Iterable[dict[str, Any]]
+              ) -> dict[str, Any] | None:
+    key = model_key(config, embedder)
+    return next((b for b in artefacts if b.get("kind") == KIND and b.get("key") == key), None)
+
+
+def training_question_ids(config: Any, artefacts: dict[str, dict[str, Any]]) -> list[str]:
+    """The dev questions a config's reranker learns from: its question-type predictor's."""
+    body = artefacts.get(config.question_types or "")
+    if body is None:
+        raise MemevolveError(f"config {config.config_hash} sets reranker=ltr but names no "
+                             "question-type predictor, whose dev questions the reranker is "
+                             "trained on (gold-category oracle configs have none). Fix: evaluate "
+                             "it with 'memevolve eval' or 'memevolve run', which train one on "
+                             "the dev split.")
+    return list(body["question_ids"])
+
+
+def candidate_features(c: Candidates, depth: int) -> tuple[np.ndarray, np.ndarray]:
+    """(indexes of the best ``depth`` units in fused order, their feature matrix)."""
+    top = c.order[:depth]
+    units = c.units.units
+    question = c.question
+    out = np.full((len(top), len(FEATURES)), np.nan)
+    column = {name: i for i, name in enumerate(FEATURES)}
+
+    def put(name: str, values: Any) -> None:
+        out[:, column[name]] = values
+
+    fused_top = c.fused[top]
+    put("fused", fused_top)
+    put("fused_norm", minmax(c.fused)[top])
+    put("fused_rank", np.arange(len(top)))
+    put("fused_gap", fused_top[0] - fused_top if len(top) else [])
+    for name, values in c.scores.items():
+        put(f"{name}_score", values[top])
+        put(f"{name}_norm", minmax(values)[top])
+        put(f"{name}_rank", _ranks(values)[top])
+    session_order = sorted(c.session_scores, key=lambda s: -c.session_scores[s])
+    session_rank = {s: r for r, s in enumerate(session_order)}
+    sessions = [units[i].session_index for i in top]
+    put("session_score", [c.session_scores.get(s, np.nan) for s in sessions])
+    put("session_rank", [session_rank.get(s, np.nan) for s in sessions])
+    per_session: dict[int, int] = {}
+    for s in sessions:
+        per_session[s] = per_session.get(s, 0) + 1
+    put("session_candidates", [per_session[s] for s in sessions])
+    speakers = set(c.query.speakers)
+    put("speaker_named", float(bool(speakers)))
+    put("speaker_match", [float(units[i].speaker in speakers) for i in top])
+    entities = [e.lower() for e in c.query.entities if e not in speakers]
+    terms = set(_terms(question.text))
+    unit_terms = [set(_terms(units[i].text)) for i in top]
+    if entities:
+        put("entity_share", [sum(e in units[i].text.lower() for e in entities) / len(entities)
+                             for i in top])
+    if terms:
+        put("term_share", [len(terms & u) / len(terms) for u in unit_terms])
+    put("temporal_question", float(is_temporal_question(question.text)))
+    put("mentions_time", [float(bool(RELATIVE_TIME.search(units[i].text)
+                                     or temporal_target(units[i].text))) for i in top])
+    cue = cue_date(question.text, question.question_date)
+    if cue is not None:
+        put("cue_days", [abs((units[i].date - cue).days) if units[i].date else np.nan
+                         for i in top])
+    if question.question_date is not None:
+        put("question_days", [(question.question_date - units[i].date).days
+                              if units[i].date else np.nan for i in top])
+    last_position = max((u.position for u in units), default=0) or 1
+    last_session = max((u.session_index for u in units), default=0) or 1
+    put("position", [units[i].position / last_position for i in top])
+    put("session_position", [units[i].session_index / last_session for i in top])
+    put("tokens", [c.units.tokens[i] for i in top])
+    return top, out
+
+
+def reranked_by_model(c: Candidates, depth: int, model: "RerankModel") -> tuple[np.ndarray, np.ndarray]:
+    """(scores, order) after the model reorders the best ``depth`` fused units: they rank
+    first, by the model's score (fused order breaking ties), the others after them as fused."""
+    top, features = candidate_features(c, depth)
+    if len(top) < 2:
+        return c.fused, c.order
+    predicted = model.predict(features, c.question.conversation_id)
+    new_top = top[np.lexsort((np.arange(len(top)), -predicted))]
+    order = np.concatenate([new_top, c.order[len(top):]])
+    # Scores consistent with the order (MMR and the context read them): the reranked units lie
+    # above every other one, spaced by the model's normalised score.
+    scores = minmax(c.fused) - 2.0
+    scores[top] = minmax(predicted)
+    return scores, order
+
+
+def training_rows(c: Candidates, depth: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """(features, labels) of one dev question's candidates (label 1: the unit holds one of its
+    evidence turns); None when its candidates are all alike, so it teaches no order."""
+    top, features = candidate_features(c, depth)
+    evidence = set(c.question.evidence)
+    labels = np.array([float(bool(evidence.intersection(c.units.units[i].turn_ids)))
+                       for i in top])
+    if len(top) < 2 or labels.min() == labels.max():
+        return None
+    return features, labels
+
+
+def train_body(groups: Sequence[tuple[str, str, np.ndarray, np.ndarray]], *, key: str,
+               fields_key: str, trained_on: str | None, question_ids: Sequence[str]
+               ) -> dict[str, Any]:
+    """The artefact body of a model trained on (question id, conversation id, features, labels)
+    groups; ``key`` is its ``model_key`` with the embedder, ``fields_key`` without (what an
+    export finds it by).
+
+    Besides the model of all groups, it holds FOLDS cross-fitted ones, each trained without a
+    share of the conversations: a training question is ranked by the model that never saw its
+    conversation, so a dev score (what the guard compares) is not the model's own training fit.
+    Which model ranks a question depends on its conversation only, never on a label."""
+    groups = sorted(groups, key=lambda g: g[0])
+    if not groups:
+        raise MemevolveError("no dev question has evidence among its reranking candidates, so "
+                             "the reranker has nothing to learn from. Fix: raise rerank_depth, "
+                             "or use reranker=none on this benchmark.")
+    import lightgbm
+
+    conversations = sorted({g[1] for g in groups})
+    folds = []
+    if len(conversations) >= FOLDS:
+        for fold in range(FOLDS):
+            held_out = conversations[fold::FOLDS]
+            kept = [g for g in groups if g[1] not in set(held_out)]
+            folds.append({"conversations": held_out, "model": _fit(kept)})
+    labels = np.concatenate([g[3] for g in groups])
+    return {"kind": KIND, "format": FORMAT, "key": key, "fields_key": fields_key,
+            "trained_on": trained_on, "lightgbm": lightgbm.__version__,
+            "features": list(FEATURES), "question_ids": sorted(question_ids),
+            "groups": len(groups), "rows": int(len(labels)), "positives": int(labels.sum()),
+            "model": _fit(groups), "folds": folds}
+
+
+class RerankModel:
+    """A trained model (and its cross-fitted folds), built once per process from its body."""
+
+    def __init__(self, body: dict[str, Any]) -> None:
+        import lightgbm
+
+        if body.get("kind") != KIND or body.get("format") != FORMAT \
+                or body.get("features") != list(FEATURES):
+            raise MemevolveError(f"reranker artefact {body.get('key')} is of format "
+                                 f"{body.get('format')} with other features than this version's "
+                                 f"{FORMAT}. Fix: re-evaluate the config, which retrains it.")
+        self._full = lightgbm.Booster(model_str=body["model"])
+        self._of_conversation = {}
+        for fold in body["folds"]:
+            booster = lightgbm.Booster(model_str=fold["model"])
+            self._of_conversation.update(dict.fromkeys(fold["conversations"], booster))
+
+    def predict(self, features: np.ndarray, conversation_id: str) -> np.ndarray:
+        booster = self._of_conversation.get(conversation_id, self._full)
+        return np.asarray(booster.predict(features, num_threads=1), dtype=float)
+
+
+def _fit(groups: Sequence[tuple[str, str, np.ndarray, np.ndarray]]) -> str:
+    import lightgbm
+
+    data = lightgbm.Dataset(np.vstack([g[2] for g in groups]),
+                            np.concatenate([g[3] for g in groups]),
+                            group=[len(g[3]) for g in groups], feature_name=list(FEATURES),
+                            free_raw_data=False)
+    return lightgbm.train(PARAMS, data, num_boost_round=ROUNDS).model_to_string()
+
+
+def collect_training_rows(system: Any, config_json: str, question_ids: list[str]
+                          ) -> list[tuple[str, str, np.ndarray, np.ndarray]]:
+    """On one shard (run by ``Evaluator.on_shards``): the training groups of the dev questions
+    it holds, each with its (predicted) type's settings, exactly as evaluation ranks them."""
+    from search_space.config import RetrievalConfig
+
+    config = RetrievalConfig.model_validate_json(config_json)
+    out = []
+    for qid in question_ids:
+        question = system.questions.get(qid)
+        if question is None or question.adversarial or not question.evidence:
+            continue
+        candidates, cfg = system.candidates(question, config)
+        rows = training_rows(candidates, cfg.rerank_depth)
+        if rows is not None:
+            out.append((qid, question.conversation_id, *rows))
+    return out
+
+
+def _ranks(values: np.ndarray) -> np.ndarray:
+    ranks = np.empty(len(values))
+    ranks[np.argsort(-values, kind="stable")] = np.arange(len(values))
+    return ranks
+
+
+def _terms(text: str) -> list[str]:
+    # Stemmed content words whatever BM25's own settings: matching "the" says nothing.
+    return bm25_tokens(text, lowercase=True, strip_punctuation=True, stopwords=True,
+                       stemming=True)

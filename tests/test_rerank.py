@@ -1,0 +1,138 @@
+"""The learned reranker: trained on the dev evidence only, when evaluation first needs it, cached by
+what its training reads, carried to the Ray actors, into the store and into exported files, and
+refused on the questions it was trained on."""
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from benchmarks import load_benchmark
+from benchmarks.errors import MemevolveError
+from benchmarks.splits import make_split
+from evolve.evaluation import Evaluator, evaluate_configs
+from evolve.evolution import EvolveSettings, evolve
+from evolve.memory import rerank
+from evolve.question_types import train_on_split
+from evolve.store import RunStore
+from search_space.artefacts import artefact_hash
+from search_space.config import RetrievalConfig, load_config
+
+SYNTHETIC = dict(conversations=8, sessions=3, turns=10, questions=6)
+
+
+@pytest.fixture(scope="module")
+def benchmark():
+    return load_benchmark("synthetic", **SYNTHETIC)
+
+
+@pytest.fixture(scope="module")
+def split(benchmark):
+    return make_split(benchmark, "random", seed=0, test_fraction=0.25)
+
+
+@pytest.fixture(autouse=True)
+def cache_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("MEMEVOLVE_CACHE_DIR", str(tmp_path / "cache"))
+
+
+@pytest.fixture()
+def config(benchmark, split) -> RetrievalConfig:
+    """BM25 (no embeddings: fast) with the reranker, routed by the split's dev predictor."""
+    predictor = train_on_split(benchmark, split)
+    key = artefact_hash(predictor)
+    return RetrievalConfig(top_k=20, reranker="ltr", rerank_depth=20,
+                           question_types=key).model_copy(update={"artefacts": {key: predictor}})
+
+
+def _ids(benchmark, split, part: str) -> list[str]:
+    return [q.id for q in split.questions(benchmark, part)]
+
+
+def _models(store: RunStore) -> list[dict]:
+    return store.artefacts_of_kind(rerank.KIND)
+
+
+def test_the_model_is_trained_once_per_setting_its_features_read(benchmark, split, config,
+                                                                 tmp_path):
+    dev = _ids(benchmark, split, "dev")
+    with RunStore(tmp_path / "m.duckdb") as store, Evaluator(benchmark, workers=0) as evaluator:
+        evaluate_configs(evaluator, [config], dev, part="dev", objective="recall_in_context",
+                         store=store)
+        (model,) = _models(store)
+        assert model["question_ids"] == sorted(dev)
+        # top_k and the budget act after reranking: the same model serves them.
+        evaluate_configs(evaluator, [config.with_values({"top_k": 10, "context_budget": 500})],
+                         dev, part="dev", objective="recall_in_context", store=store)
+        assert len(_models(store)) == 1
+        # BM25's k1 changes every candidate's features: a model of its own.
+        evaluate_configs(evaluator, [config.with_values({"bm25_k1": 0.8})], dev, part="dev",
+                         objective="recall_in_context", store=store)
+        assert len(_models(store)) == 2
+
+
+def test_training_is_deterministic_and_cross_fitted_by_conversation(benchmark, split, config):
+    dev = _ids(benchmark, split, "dev")
+    bodies = []
+    for _ in range(2):
+        with Evaluator(benchmark, workers=0) as evaluator:
+            evaluate_configs(evaluator, [config], dev, part="dev", objective="recall_in_context")
+            bodies.append(next(b for b in evaluator.artefacts.values()
+                               if b["kind"] == rerank.KIND))
+    assert artefact_hash(bodies[0]) == artefact_hash(bodies[1])
+    dev_conversations = {q.conversation_id for q in split.questions(benchmark, "dev")}
+    folds = [set(f["conversations"]) for f in bodies[0]["folds"]]
+    assert len(folds) == rerank.FOLDS and set().union(*folds) == dev_conversations
+    assert sum(len(f) for f in folds) == len(dev_conversations)
+
+
+def test_a_test_evaluation_of_the_dev_questions_is_refused(benchmark, split, config):
+    # The reranker learns from its predictor's questions, so the predictor's check fires first.
+    with Evaluator(benchmark, workers=0) as evaluator, \
+            pytest.raises(MemevolveError, match="was trained on 5 of the questions .* leak"):
+        evaluate_configs(evaluator, [config], _ids(benchmark, split, "dev")[:5], part="test",
+                         objective="recall_in_context")
+
+
+def test_without_a_dev_predictor_the_error_names_the_fix(benchmark, split):
+    config = RetrievalConfig(reranker="ltr")
+    with Evaluator(benchmark, workers=0) as evaluator, \
+            pytest.raises(MemevolveError, match="names no question-type predictor"):
+        evaluate_configs(evaluator, [config], _ids(benchmark, split, "dev"), part="dev",
+                         objective="recall_in_context")
+
+
+def test_a_run_with_the_reranker_exports_it_and_the_file_reranks_without_training(
+        benchmark, split, tmp_path, monkeypatch):
+    start = tmp_path / "start.yaml"
+    start.write_text(yaml.safe_dump({"top_k": 20, "reranker": "ltr", "rerank_depth": 20}))
+    with RunStore(tmp_path / "m.duckdb") as store:
+        outcome = evolve(store, EvolveSettings(benchmark="synthetic", benchmark_options=SYNTHETIC,
+                                               split="random", workers=0, max_rounds=1,
+                                               config_path=str(start)))
+        path = store.export_config(outcome.run_id, tmp_path / "tuned.yaml")
+    loaded = load_config(path)
+    assert [b["kind"] for b in loaded.artefacts.values()].count(rerank.KIND) == 1
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("the exported model was retrained")
+
+    monkeypatch.setattr(rerank, "train_body", no_training)
+    with Evaluator(benchmark, workers=0) as evaluator:
+        result = evaluate_configs(evaluator, [loaded], _ids(benchmark, split, "test"),
+                                  part="test", objective="recall_in_context")[0]
+    assert [r["retrieved_ids"] for r in result.rows] == \
+        [r["retrieved_ids"] for r in outcome.test_best.rows]
+
+
+@pytest.mark.slow
+def test_ray_actors_train_and_rerank_as_the_driver_does(benchmark, split, config):
+    dev = _ids(benchmark, split, "dev")
+    plain = config.with_values({"reranker": "none"})
+    with Evaluator(benchmark, workers=0) as local:
+        expected, fused = (r.rows for r in evaluate_configs(
+            local, [config, plain], dev, part="dev", objective="recall_in_context"))
+    with Evaluator(benchmark, workers=2) as actors:
+        got = evaluate_configs(actors, [config], dev, part="dev",
+                               objective="recall_in_context")[0].rows
+    assert [r["retrieved_ids"] for r in got] == [r["retrieved_ids"] for r in expected]
+    assert [r["retrieved_ids"] for r in got] != [r["retrieved_ids"] for r in fused]
