@@ -184,7 +184,8 @@ def candidate_features(c: Candidates, depth: int) -> tuple[np.ndarray, np.ndarra
     return top, out
 
 
-def reranked_by_model(c: Candidates, depth: int, model: "RerankModel") -> tuple[np.ndarray, np.ndarray]:
+def reranked_by_model(c: Candidates, depth: int, model: "RerankModel"
+                      ) -> tuple[np.ndarray, np.ndarray]:
     """(scores, order) after the model reorders the best ``depth`` fused units: they rank
     first, by the model's score (fused order breaking ties), the others after them as fused."""
     top, features = candidate_features(c, depth)
