@@ -111,7 +111,11 @@ def model_key(config: Any, embedder: Any) -> str:
             "fields": {name: getattr(config, name) for name in feature_fields},
             "overrides": {t: {k: v for k, v in patch.items() if k in feature_fields}
                           for t, patch in config.overrides.items()},
-            "embedder": asdict(embedder) if embedder is not None else None}
+            "embedder": asdict(embedder) if embedder is not None else None,
+            # The LLM query operators' texts come from the answering model.
+            "llm": config.answer_model if any(
+                getattr(config.for_type(t), "llm_query", "off") != "off"
+                for t in (None, *config.overrides)) else None}
     return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()
                           ).hexdigest()[:16]
 
