@@ -215,10 +215,8 @@ def _learned_rerank(config: RetrievalConfig) -> list[tuple[Edit, ...]]:
 def _never_retrieved(config: RetrievalConfig, category: str) -> list[tuple[Edit, ...]]:
     # The question's words are not the evidence's: search with other words (an LLM's
     # rewrite or hypothetical answer) or another model's sense of similarity.
-    # Never in the kept ranks (the first KEPT_RANKS) may still be within the reranker's
-    # depth, which it reorders.
     out = _added_retrievers(config) + _session_prior(config, category) \
-        + _learned_rerank(config) + _llm_query(config, category, ("rewrite", "hyde")) \
+        + _llm_query(config, category, ("rewrite", "hyde")) \
         + _listed_models(config, "embedding_model")
     if not config.bm25_stemming:
         out.append((Edit("bm25_stemming", True),))
@@ -235,14 +233,13 @@ def _never_retrieved(config: RetrievalConfig, category: str) -> list[tuple[Edit,
 
 
 def _ranked_below_cut(config: RetrievalConfig, category: str) -> list[tuple[Edit, ...]]:
-    # Ranked, but not high enough: the learned reranker reorders exactly that (it is trained
-    # on where the dev evidence ranks), first; a cross-encoder rereads the first candidates.
-    out = [*_learned_rerank(config),
-           _step(config, "top_k", None, 1.6, 1, 50),
+    out = [_step(config, "top_k", None, 1.6, 1, 50),
            _step(config, "top_k", category, 1.6, 1, 50),
            *_cheaper_context(config, category),
            *_session_prior(config, category),
+           # Ranked, but not high enough: a cross-encoder rereads the first candidates.
            *_listed_models(config, "cross_encoder"),
+           *_learned_rerank(config),
            _step(config, "context_budget", None, 1.5, 100, 8000)]
     if config.cross_encoder != NO_CROSS_ENCODER:
         out.append(_step(config, "cross_encoder_depth", category, 1.6, 2, 50))
