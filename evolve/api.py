@@ -13,6 +13,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from benchmarks.errors import MemevolveError
 from benchmarks.model import Conversation, Question, Session, Turn
+from evolve.embeddings import DEFAULT_BACKEND
 from evolve.memory.system import EmbedderSpec, LLMSpec, MemorySystem, RetrievedContext
 from search_space.config import RetrievalConfig, load_config
 
@@ -49,7 +50,7 @@ class Memory:
     # Construction --------------------------------------------------------------------------
     @classmethod
     def from_config(cls, config: str | Path | RetrievalConfig, *,
-                    embedder_backend: str = "sentence-transformers",
+                    embedder_backend: str = DEFAULT_BACKEND,
                     embedder_model: str | None = None,
                     embedder_options: dict[str, Any] | None = None,
                     answer_model: str | None = None, api_base: str | None = None,

@@ -30,9 +30,9 @@ BenchmarkOptionOpt = typer.Option(
 
 #: The embedding backend of `eval` and `bench scale`; embedder_spec checks it.
 EmbedderOpt = typer.Option(
-    None, "--embedder", help="Embedding backend of dense retrieval: sentence-transformers "
-    "(default, torch) or onnx (the same MiniLM in int8 onnxruntime, ~2x faster on a CPU, its "
-    "own cache).")
+    None, "--embedder", help="Embedding backend of dense retrieval: onnx (default: the bundled "
+    "MiniLM in int8 onnxruntime, ~2x torch's speed on a CPU) or sentence-transformers (torch, "
+    "the backend of results stored before the switch); each has its own cache.")
 
 
 def embedder_spec(backend: str | None) -> Any:

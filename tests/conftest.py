@@ -15,6 +15,9 @@ for _variable in ("MEMEVOLVE_EMBEDDING_MODELS", "MEMEVOLVE_CROSS_ENCODERS"):
 import netguard  # noqa: E402  (tests/ is on sys.path: pytest puts a conftest's folder there)
 
 netguard.install()
+# One onnx export (the default embedder, ~30 s to make) for every test, whichever cache folder
+# a test points MEMEVOLVE_CACHE_DIR at; set before any Ray worker inherits the environment.
+os.environ.setdefault("MEMEVOLVE_ONNX_DIR", str(Path.home() / ".cache" / "memevolve" / "onnx"))
 
 import pytest  # noqa: E402
 

@@ -38,10 +38,14 @@ def embedder(minilm) -> CachedEmbedder:
 
 
 def test_make_embedder_defaults_to_minilm_without_loading_it(cache_dir):
+    from evolve.embeddings import ONNX_EXPORT_VERSION
+
     embedder = make_embedder()
-    assert embedder.model_id == "st:all-MiniLM-L6-v2"
+    # The default is MiniLM in int8 onnx; neither it nor its export is loaded before use.
+    assert embedder.model_id == f"onnx-int8-v{ONNX_EXPORT_VERSION}:all-MiniLM-L6-v2"
     assert embedder.cache.path == cache_dir / "embeddings.sqlite"
-    assert embedder.embedder._model is None
+    assert embedder.embedder._session is None
+    assert make_embedder("sentence-transformers").model_id == "st:all-MiniLM-L6-v2"
 
 
 def test_unknown_backend_names_the_known_ones():
@@ -133,7 +137,7 @@ def test_rows_follow_the_input_order_when_hits_and_misses_mix(embedder, minilm):
 @pytest.mark.slow
 def test_a_model_that_cannot_be_loaded_names_it_and_the_fix(tmp_path):
     with pytest.raises(EmbeddingError, match="'.*missing-model' could not be loaded.*Fix: use"):
-        make_embedder(model=str(tmp_path / "missing-model")).embed(["hello"])
+        make_embedder("sentence-transformers", str(tmp_path / "missing-model")).embed(["hello"])
 
 
 @pytest.mark.llm

@@ -36,3 +36,15 @@ def test_a_folder_that_is_no_model_is_a_clear_error(tmp_path):
     embedder = make_embedder("onnx", str(tmp_path), cache=EmbeddingCache(tmp_path / "e.sqlite"))
     with pytest.raises(EmbeddingError, match="local sentence-transformers folders"):
         embedder.embed(["x"])
+
+
+def test_each_quantization_and_export_version_has_its_own_cache_id(tmp_path):
+    from evolve.embeddings import ONNX_EXPORT_VERSION, ONNX_QUANTIZATIONS, EmbeddingError
+
+    cache = EmbeddingCache(tmp_path / "e.sqlite")
+    ids = {make_embedder("onnx", cache=cache, quantization=name).model_id
+           for name in ONNX_QUANTIZATIONS}
+    assert len(ids) == len(ONNX_QUANTIZATIONS)
+    assert all(f"-v{ONNX_EXPORT_VERSION}:" in model_id for model_id in ids)
+    with pytest.raises(EmbeddingError, match="unknown onnx quantization 'int4'.*int8, none"):
+        make_embedder("onnx", cache=cache, quantization="int4")

@@ -16,6 +16,7 @@ import numpy as np
 
 from benchmarks.errors import MemevolveError
 from benchmarks.model import Conversation, Question
+from evolve.embeddings import DEFAULT_BACKEND
 from evolve.memory.answer import NOT_MENTIONED, extractive_answer
 from evolve.memory.bounded import BoundedCache
 from evolve.memory.cross_encoder import NO_CROSS_ENCODER, CrossEncoderScorer, reranked
@@ -40,7 +41,7 @@ SCORE_SETTINGS_KEPT = 16
 
 @dataclass
 class EmbedderSpec:
-    backend: str = "sentence-transformers"
+    backend: str = DEFAULT_BACKEND
     model: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
 
