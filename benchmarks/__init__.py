@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 from benchmarks import locomo, longmemeval, membench, synthetic  # noqa: F401  (registers)
-from benchmarks._registry import (adapter_names, detect, get_adapter, load_benchmark,
-                                  parse_options)
+from benchmarks._registry import (BenchmarkSource, ShardLoad, adapter_names, detect,
+                                  get_adapter, load_benchmark, parse_options)
 from benchmarks.errors import BenchmarkError, MemevolveError
 from benchmarks.model import Benchmark, Conversation, Question, Session, Turn
 
 __all__ = [
-    "Benchmark", "BenchmarkError", "Conversation", "MemevolveError", "Question", "Session", "Turn",
-    "adapter_names", "detect", "get_adapter", "load_benchmark", "parse_options",
+    "Benchmark", "BenchmarkError", "BenchmarkSource", "Conversation", "MemevolveError",
+    "Question", "Session", "ShardLoad", "Turn", "adapter_names", "detect", "get_adapter",
+    "load_benchmark", "parse_options",
 ]

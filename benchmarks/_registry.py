@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Collection
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Protocol, Sequence
 
 from benchmarks.errors import BenchmarkError
-from benchmarks.model import Benchmark
+from benchmarks.model import Benchmark, Conversation, Question
 
 
 class Adapter(Protocol):
@@ -24,7 +26,11 @@ class Adapter(Protocol):
         """Return the variant name if ``raw`` (parsed JSON) is this benchmark, else None."""
 
     def load(self, path: Path | None, *, variant: str | None = None, **options: Any) -> Benchmark:
-        """Load and validate; raise BenchmarkError naming the file, record and field."""
+        """Load and validate; raise BenchmarkError naming the file, record and field.
+
+        An adapter with ``loads_part = True`` also takes ``keep`` (conversation ids): it then
+        builds only those conversations (every question still), so a part costs its share of
+        memory; load_benchmark filters the others' whole load instead."""
 
 
 _ADAPTERS: dict[str, Adapter] = {}
@@ -189,13 +195,49 @@ def check_options(adapter: Adapter, options: Mapping[str, Any]) -> None:
 
 
 def load_benchmark(name: str, path: str | Path | None = None, *, variant: str | None = None,
-                   **options: Any) -> Benchmark:
-    """Load benchmark ``name`` from ``path`` (or its default location) into the data model."""
+                   keep: Collection[str] | None = None, **options: Any) -> Benchmark:
+    """Load benchmark ``name`` from ``path`` (or its default location) into the data model;
+    with ``keep``, every question but only those conversations (see Benchmark.keeping)."""
     adapter = get_adapter(name)
-    if adapter.embedded:
-        return adapter.load(None, variant=variant, **options)
-    if path is None:
+    if not adapter.embedded and path is None:
         from benchmarks.data import default_path
 
         path = default_path(name)
-    return adapter.load(Path(path), variant=variant, **options)
+    location = None if adapter.embedded else Path(path)  # type: ignore[arg-type]
+    if keep is not None and getattr(adapter, "loads_part", False):
+        return adapter.load(location, variant=variant, keep=keep, **options)
+    loaded = adapter.load(location, variant=variant, **options)
+    return loaded if keep is None else loaded.keeping(keep)
+
+
+@dataclass(frozen=True)
+class BenchmarkSource:
+    """What load_benchmark is given, so that another process loads the same benchmark: a Ray
+    actor given its shard this way loads its own haystacks, and neither the driver nor Ray's
+    object store holds a copy of them."""
+
+    name: str
+    path: str | None = None
+    variant: str | None = None
+    options: tuple[tuple[str, Any], ...] = ()
+
+    def load(self, keep: Collection[str] | None = None) -> Benchmark:
+        return load_benchmark(self.name, self.path, variant=self.variant, keep=keep,
+                              **dict(self.options))
+
+    def shard(self, conversation_ids: Sequence[str]) -> ShardLoad:
+        return ShardLoad(self, tuple(conversation_ids))
+
+
+@dataclass(frozen=True)
+class ShardLoad:
+    """One shard of a benchmark, to be loaded where it is used."""
+
+    source: BenchmarkSource
+    conversation_ids: tuple[str, ...]
+
+    def load(self) -> tuple[list[Conversation], list[Question]]:
+        """The shard's conversations and their questions."""
+        part = self.source.load(keep=self.conversation_ids)
+        wanted = set(self.conversation_ids)
+        return list(part.conversations), [q for q in part.questions if q.conversation_id in wanted]

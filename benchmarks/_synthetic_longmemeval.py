@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+from collections.abc import Collection
 from datetime import datetime, timedelta
 from benchmarks.longmemeval import unit_id
 from benchmarks.model import Benchmark, Conversation, Question, Session, Turn
@@ -330,8 +331,11 @@ def _plan(kind: str, hay: _Haystack) -> tuple[str, str, bool]:
             f"{second[0]}?", "", False)
 
 
-def generate(seed: int, questions: int, sessions: int, turns: int) -> Benchmark:
-    """The LongMemEval-shaped benchmark for these parameters (validated by the caller)."""
+def generate(seed: int, questions: int, sessions: int, turns: int,
+             keep: Collection[str] | None = None) -> Benchmark:
+    """The LongMemEval-shaped benchmark for these parameters (validated by the caller); with
+    ``keep``, every question but only those haystacks: the others' filler sessions are never
+    made (each haystack draws from its own seeded generator, so the kept ones are the same)."""
     pool_size = max(1, round(POOL_FACTOR * questions * sessions))
     banks = _Banks(seed, turns, pool_size)
     conversations: list[Conversation] = []
@@ -348,6 +352,7 @@ def generate(seed: int, questions: int, sessions: int, turns: int) -> Benchmark:
         moment = datetime(2023, 1, 1) + timedelta(days=rng.randrange(300),
                                                   minutes=rng.randrange(24 * 60))
         qid = f"lme-{i}" + ("_abs" if abstain else "")
+        kept = keep is None or qid in keep
         session_objects: list[Session] = []
         evidence: list[str] = []
         evidence_sessions: list[int] = []
@@ -359,24 +364,30 @@ def generate(seed: int, questions: int, sessions: int, turns: int) -> Benchmark:
                 turns_plan = next(planned)
                 evidence_sessions.append(index)
                 evidence_dates.append(moment)
-            else:
+            elif kept:
                 turns_plan = [(role, content, False) for role, content in
                               banks.filler(rng.randrange(pool_size))]
+            else:
+                rng.randrange(pool_size)  # the same draw, so later ones stay the same
+                turns_plan = []
             session_turns = []
             for t, (role, content, gold) in enumerate(turns_plan, start=1):
                 uid = unit_id(index, t)
                 if gold:
                     evidence.append(uid)
-                session_turns.append(Turn(id=uid, session_index=index, turn_index=t,
-                                          speaker=role, text=content))
-            session_objects.append(Session(index=index, date=moment,
-                                           date_text=lme_date_text(moment),
-                                           turns=tuple(session_turns)))
+                if kept:
+                    session_turns.append(Turn(id=uid, session_index=index, turn_index=t,
+                                              speaker=role, text=content))
+            if kept:
+                session_objects.append(Session(index=index, date=moment,
+                                               date_text=lme_date_text(moment),
+                                               turns=tuple(session_turns)))
         if kind == "temporal-reasoning":
             answer = f"{abs((evidence_dates[1].date() - evidence_dates[0].date()).days)} days"
         question_date = moment + timedelta(days=rng.randint(1, 20))
-        conversations.append(Conversation(id=qid, speakers=("user", "assistant"),
-                                          sessions=tuple(session_objects)))
+        if kept:
+            conversations.append(Conversation(id=qid, speakers=("user", "assistant"),
+                                              sessions=tuple(session_objects)))
         all_questions.append(Question(
             id=qid, conversation_id=qid, text=text, category=kind, answers=(answer,),
             adversarial=abstain, evidence=tuple(evidence),

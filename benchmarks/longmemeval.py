@@ -1,6 +1,7 @@
 """LongMemEval adapter (oracle, S and M share a schema): each question with its own haystack."""
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,7 @@ class LongMemEvalAdapter:
 
     name = "longmemeval"
     embedded = False
+    loads_part = True
     options: dict[str, str] = {}
 
     def sniff(self, raw: Any) -> str | None:
@@ -52,7 +54,8 @@ class LongMemEvalAdapter:
             return "unknown"
         return None
 
-    def load(self, path: Path | None, *, variant: str | None = None, **options: Any) -> Benchmark:
+    def load(self, path: Path | None, *, variant: str | None = None,
+             keep: Collection[str] | None = None, **options: Any) -> Benchmark:
         check_options(self, options)
         assert path is not None
         if variant is not None and variant not in VARIANTS:
@@ -74,14 +77,20 @@ class LongMemEvalAdapter:
                 raise BenchmarkError(path, "is not a LongMemEval file: expected a JSON list of "
                                      "questions with 'question_id' and 'haystack_sessions'.",
                                      fix=_other_benchmark_hint(peek_json(path, self.name)))
-            conversation, question = _load_question(path, position, record, warnings, texts)
+            kept = keep is None or (isinstance(record, dict)
+                                    and str(record.get("question_id")) in keep)
+            # A haystack not kept is parsed (its question needs it) and dropped, its texts
+            # with it: they go to a dict of their own, not the shared one.
+            conversation, question = _load_question(path, position, record, warnings,
+                                                    texts if kept else {})
             if question.id in seen:
                 raise BenchmarkError(path, "two records share a question_id.",
                                      record=question.id, field="question_id",
                                      fix="use the official file.")
             seen.add(question.id)
             sizes.append(len(conversation.sessions))
-            conversations.append(conversation)
+            if kept:
+                conversations.append(conversation)
             questions.append(question)
         if not questions:
             raise BenchmarkError(path, "is not a LongMemEval file: expected a JSON list of "

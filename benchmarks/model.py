@@ -1,6 +1,7 @@
 """The one data model every benchmark adapter loads into (conversations, sessions, turns, questions)."""
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime
 from functools import cached_property
 
@@ -106,6 +107,21 @@ class Benchmark(BaseModel):
         the shard actors hold the haystacks (counts() then counts no conversation)."""
         fields = {name: getattr(self, name) for name in type(self).model_fields}
         return Benchmark.model_construct(**{**fields, "conversations": ()})
+
+    def keeping(self, conversation_ids: Collection[str]) -> Benchmark:
+        """All its questions, but only these conversations: a shard actor's part, or (none
+        kept) a driver's whose actors load their own."""
+        wanted = set(conversation_ids)
+        fields = {name: getattr(self, name) for name in type(self).model_fields}
+        return Benchmark.model_construct(**{**fields, "conversations": tuple(
+            c for c in self.conversations if c.id in wanted)})
+
+    def conversation_ids(self) -> list[str]:
+        """The conversations' ids in order; without conversations (a driver's part), those
+        its questions name, in order of first mention."""
+        if self.conversations:
+            return [c.id for c in self.conversations]
+        return list(dict.fromkeys(q.conversation_id for q in self.questions))
 
     @property
     def key(self) -> str:

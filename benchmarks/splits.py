@@ -41,7 +41,7 @@ def make_split(benchmark: Benchmark, name: str = "default", *, seed: int = 0,
                              "Fix: pass a fraction such as 0.2.")
     if name == "default":
         name = {"locomo": "budgetmem", "longmemeval": "stratified"}.get(benchmark.name, "random")
-    ids = [c.id for c in benchmark.conversations]
+    ids = benchmark.conversation_ids()
     if name == "all":
         dev, test = ids, []
     elif name == "budgetmem":

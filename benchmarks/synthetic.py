@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -455,13 +456,14 @@ class SyntheticAdapter:
 
     name = "synthetic"
     embedded = True
+    loads_part = True
     options = OPTIONS
 
     def sniff(self, raw: Any) -> str | None:
         return None
 
     def load(self, path: Path | None = None, *, variant: str | None = None,
-             **options: Any) -> Benchmark:
+             keep: Collection[str] | None = None, **options: Any) -> Benchmark:
         if path is not None:
             raise BenchmarkError(path, "the synthetic benchmark is generated and reads no file.",
                                  fix="drop --data, or pick the benchmark the file belongs to.")
@@ -473,11 +475,13 @@ class SyntheticAdapter:
         options = dict(options)
         shape = str(options.pop("shape", "locomo")).strip()
         if shape == "locomo":
-            return generate(**validate_parameters(options))
+            made = generate(**validate_parameters(options))
+            return made if keep is None else made.keeping(keep)
         if shape == "longmemeval":
             from benchmarks import _synthetic_longmemeval as lme
 
-            return lme.generate(**validate_parameters(options, lme.DEFAULTS, lme.LIMITS, shape))
+            return lme.generate(**validate_parameters(options, lme.DEFAULTS, lme.LIMITS, shape),
+                                keep=keep)
         raise BenchmarkError("synthetic", f"shape={shape!r} is not a shape of the synthetic "
                              "benchmark.", field="shape", fix=f"pass one of: "
                              f"{', '.join(f'shape={s}' for s in SHAPES)}.")

@@ -19,6 +19,7 @@ from search_space.artefacts import artefact_hash
 from search_space.config import SpaceConfig
 
 if TYPE_CHECKING:
+    from benchmarks import BenchmarkSource
     from evolve.store import RunStore
 
 OBJECTIVES = {
@@ -95,14 +96,20 @@ class Evaluator:
     """Runs a memory system over shards of conversations; ``workers=0`` runs in this process.
 
     ``system`` is the system's class: the built-in MemorySystem (default) or a
-    `evolve.MemoryPipeline`, given as a class or as 'package.module:Class'."""
+    `evolve.MemoryPipeline`, given as a class or as 'package.module:Class'.
+
+    With ``source`` (how the benchmark was loaded), each Ray actor loads its own shard's
+    haystacks: ``benchmark`` then needs only the questions (``source.load(keep=())``), and no
+    process holds haystacks beyond its shard, which is what lets LongMemEval M fit."""
 
     def __init__(self, benchmark: Benchmark, *, workers: int | None = None,
                  ray_address: str | None = None, embedder: EmbedderSpec | None = None,
                  llm: LLMSpec | None = None, progress: bool = False,
                  oracle_gold_categories: bool = False, hold_conversations: bool = True,
-                 system: type | str | None = None) -> None:
+                 system: type | str | None = None,
+                 source: BenchmarkSource | None = None) -> None:
         self.benchmark = benchmark
+        self.source = source
         #: False: once Ray actors hold the shards, ``benchmark`` keeps the questions only, so
         #: the driver holds no second copy of every haystack (the caller drops its own).
         self.hold_conversations = hold_conversations
@@ -126,11 +133,15 @@ class Evaluator:
     def _start(self) -> None:
         if self.workers == 0:
             if self._local is None:
+                conversations = self.benchmark.conversations
+                if not conversations and self.source is not None:
+                    conversations = self.source.load(
+                        keep=self.benchmark.conversation_ids()).conversations
                 resources = Resources(self.benchmark.questions, self.embedder, self.llm,
                                       dict(self.artefacts), self.oracle_gold_categories)
                 self._local = SystemRunner(
-                    system_factory(self.system)(self.benchmark.conversations, resources),
-                    self.benchmark.conversations, self.benchmark.questions, self.llm)
+                    system_factory(self.system)(conversations, resources),
+                    conversations, self.benchmark.questions, self.llm)
             return
         if self._actors:
             return
@@ -143,13 +154,17 @@ class Evaluator:
         shards = shard_conversations(self.benchmark, self.workers)
         for index, conv_ids in enumerate(shards):
             wanted = set(conv_ids)
-            conversations = [c for c in self.benchmark.conversations if c.id in wanted]
             questions = [q for q in self.benchmark.questions if q.conversation_id in wanted]
             for q in questions:
                 self._shard_of[q.id] = index
-            # The driver keeps the shard's data referenced: Ray rebuilds an actor whose node
-            # died from these, and would have freed them once the first actor had started.
-            shard_data = (ray.put(conversations), ray.put(questions))
+            if self.source is not None:
+                # The actor loads its shard itself, again if Ray restarts it.
+                shard_data: tuple[Any, Any] = (self.source.shard(conv_ids), None)
+            else:
+                conversations = [c for c in self.benchmark.conversations if c.id in wanted]
+                # The driver keeps the shard's data referenced: Ray rebuilds an actor whose
+                # node died from these, and would have freed them once the first actor started.
+                shard_data = (ray.put(conversations), ray.put(questions))
             self._shard_data.append(shard_data)
             # SPREAD: on a cluster, shards go to different nodes (one node alone: no effect).
             self._actors.append(ShardActor.options(scheduling_strategy="SPREAD").remote(
@@ -379,7 +394,7 @@ class Evaluator:
 
 def shard_conversations(benchmark: Benchmark, workers: int) -> list[list[str]]:
     """Conversations spread over workers, balancing question counts (largest first)."""
-    counts: dict[str, int] = {c.id: 0 for c in benchmark.conversations}
+    counts: dict[str, int] = dict.fromkeys(benchmark.conversation_ids(), 0)
     for q in benchmark.questions:
         counts[q.conversation_id] += 1
     n = max(1, min(workers, len(counts)))

@@ -9,6 +9,7 @@ from typing import Any
 
 import ray
 
+from benchmarks import ShardLoad
 from evolve.systems import Resources, SystemRunner, load_system, space_of, system_factory
 
 
@@ -76,9 +77,12 @@ class ShardActor:
     """One shard's memory system: the built-in one, or the pipeline the driver named (by its
     'module:Class' and the folder it was imported from, so this worker imports the same)."""
 
-    def __init__(self, conversations: list, questions: list, embedder: Any, llm: Any,
-                 oracle_gold_categories: bool = False, system: str | None = None,
+    def __init__(self, conversations: list | ShardLoad, questions: list | None, embedder: Any,
+                 llm: Any, oracle_gold_categories: bool = False, system: str | None = None,
                  system_root: str | None = None) -> None:
+        if isinstance(conversations, ShardLoad):
+            # Sent how to load the shard, not its data: the actor reads its own haystacks.
+            conversations, questions = conversations.load()
         cls = load_system(system, system_root)
         self.space = space_of(cls)
         resources = Resources(questions, embedder, llm,

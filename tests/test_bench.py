@@ -207,6 +207,8 @@ def test_scale_on_ray_reports_each_actors_peak_memory(tmp_path):
     # The actors embedded with onnx: texts asked cold, every one served by the cache warm.
     assert rows["embedding-cold"]["texts"] > rows["embedding-cold"]["cache_hits"]
     assert rows["embedding-warm"]["cache_hits"] == rows["embedding-warm"]["texts"]
+    # Each actor loaded its own haystacks (the driver only the questions); they counted them.
+    assert "4 questions, 12 sessions, " in (tmp_path / "out" / "scale.md").read_text()
 
 
 @pytest.mark.parametrize("item, says", [("index_roles=bogus", "must be one of all, user"),

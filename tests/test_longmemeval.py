@@ -80,3 +80,12 @@ def test_non_parallel_lists_are_rejected(tmp_path):
 def test_locomo_file_is_named_when_passed_as_longmemeval(locomo_path):
     with pytest.raises(BenchmarkError, match="looks like a locomo"):
         load_benchmark("longmemeval", locomo_path)
+
+
+def test_a_part_of_the_file_keeps_every_question_and_only_its_haystacks(longmemeval,
+                                                                        longmemeval_path):
+    wanted = [longmemeval.questions[7].conversation_id, longmemeval.questions[300].conversation_id]
+    part = load_benchmark("longmemeval", longmemeval_path, keep=wanted)
+    assert part.questions == longmemeval.questions and part.key == longmemeval.key
+    assert list(part.conversations) == [longmemeval.conversation_by_id[c] for c in wanted]
+    assert part.variant == longmemeval.variant

@@ -117,3 +117,21 @@ def test_bad_options_name_the_field_and_the_fix(options, field):
     with pytest.raises(BenchmarkError) as error:
         load_benchmark("synthetic", **options)
     assert error.value.field == field and error.value.fix
+
+
+def test_a_part_keeps_every_question_and_only_its_haystacks_unchanged(bench):
+    from benchmarks import BenchmarkSource
+
+    wanted = [bench.questions[3].conversation_id, bench.questions[41].conversation_id]
+    part = load_benchmark("synthetic", keep=wanted, **SMALL)
+    assert part.questions == bench.questions and part.key == bench.key
+    assert [c.id for c in part.conversations] == wanted
+    assert list(part.conversations) == [bench.conversation_by_id[c] for c in wanted]
+    # The driver's part (no haystack) still names every conversation, through its questions.
+    source = BenchmarkSource("synthetic", options=tuple(SMALL.items()))
+    questions_only = source.load(keep=())
+    assert questions_only.conversations == ()
+    assert questions_only.conversation_ids() == bench.conversation_ids()
+    conversations, questions = source.shard(wanted).load()
+    assert [c.id for c in conversations] == wanted
+    assert [q.conversation_id for q in questions] == wanted

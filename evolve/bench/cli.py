@@ -286,7 +286,7 @@ def scale_command(
 ) -> None:
     """Wall time and peak memory (driver, each actor) of every stage: load, units, BM25 index,
     embedding cold and warm, evaluation."""
-    from benchmarks import load_benchmark, parse_options
+    from benchmarks import BenchmarkSource, parse_options
     from evolve.bench.scale import (first_questions, measure_scale, quantiles_shown,
                                     scale_markdown)
     from search_space.config import load_config, load_preset
@@ -317,13 +317,16 @@ def scale_command(
     # Checked before the long measurement, written after it: the file stays free meanwhile.
     _open_store(db).close()
 
+    # Each Ray actor loads its own haystacks from this; the driver loads the questions only.
+    source = BenchmarkSource(benchmark, str(data) if data else None, variant,
+                             tuple(options.items()))
+
     def load():
-        return first_questions(load_benchmark(benchmark, data, variant=variant, **options),
-                               limit)
+        return first_questions(source.load(keep=()), limit)
 
     with tempfile.TemporaryDirectory(prefix="memevolve-scale-") as cache_dir:
         measured = measure_scale(load, config, spec, Path(cache_dir), workers=workers,
-                                 report=lambda line: console.print(line))
+                                 source=source, report=lambda line: console.print(line))
     bench, rows, counts = measured.benchmark, measured.rows, measured.counts
     with _open_store(db) as store:
         store.create_run(run_id, "bench", bench, measured.split,

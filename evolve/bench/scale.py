@@ -18,6 +18,7 @@ from benchmarks.errors import MemevolveError
 from evolve.bench.memory import TreePeak, driver_peak_mb
 
 if TYPE_CHECKING:
+    from benchmarks import BenchmarkSource
     from benchmarks.model import Benchmark
     from evolve.memory.system import EmbedderSpec, MemorySystem
     from search_space.config import RetrievalConfig
@@ -124,10 +125,13 @@ class Measured:
 
 def measure_scale(bench_loader: Callable[[], Benchmark], config: RetrievalConfig,
                   embedder: EmbedderSpec, cache_dir: Path, *, workers: int | None,
+                  source: BenchmarkSource | None = None,
                   report: Callable[[str], None] = lambda line: None) -> Measured:
     """Evaluate ``config`` on all of the benchmark twice, cold and warm, each pass from the
     load on. ``cache_dir`` must hold no embedding cache (else the cold pass would not be cold).
-    """
+    With ``source``, ``bench_loader`` loads the questions only and each actor its own
+    haystacks (Evaluator's ``source``): the load stage is then the driver's part, and the
+    actors' loading is in the start stage."""
     from dataclasses import replace
 
     from evolve.embeddings import EmbeddingCache
@@ -140,7 +144,7 @@ def measure_scale(bench_loader: Callable[[], Benchmark], config: RetrievalConfig
     rows: list[dict[str, Any]] = []
     scores: dict[str, float | None] = {}
     for names in (COLD_STAGES, WARM_STAGES):
-        measured = _one_pass(bench_loader, config, spec, names, workers, report)
+        measured = _one_pass(bench_loader, config, spec, names, workers, source, report)
         rows.extend(measured.rows)
         scores.update(measured.scores)
     return replace(measured, rows=rows, scores=scores)
@@ -148,7 +152,7 @@ def measure_scale(bench_loader: Callable[[], Benchmark], config: RetrievalConfig
 
 def _one_pass(bench_loader: Callable[[], Benchmark], config: RetrievalConfig,
               embedder: EmbedderSpec, names: tuple[str, ...], workers: int | None,
-              report: Callable[[str], None]) -> Measured:
+              source: BenchmarkSource | None, report: Callable[[str], None]) -> Measured:
     from benchmarks.splits import make_split
     from evolve.evaluation import Evaluator, mean_score
 
@@ -166,7 +170,7 @@ def _one_pass(bench_loader: Callable[[], Benchmark], config: RetrievalConfig,
     # Once the actors hold their shards, the evaluator keeps the questions only; this
     # function's own reference goes too, so the driver holds no copy of the haystacks.
     evaluator = Evaluator(bench, workers=workers, embedder=embedder, progress=True,
-                          hold_conversations=False)
+                          hold_conversations=False, source=source)
     del bench
     with evaluator:
         with TreePeak(interval_s=0.5) as peak:
@@ -175,6 +179,11 @@ def _one_pass(bench_loader: Callable[[], Benchmark], config: RetrievalConfig,
             stage = Stage(start, time.perf_counter() - began)
         _finish(stage, evaluator, peak, report)
         stages.append(stage)
+        if source is not None:
+            # The driver never saw the haystacks: the shards count them.
+            shard_counts = evaluator.on_shards(_counts)
+            counts = {key: (counts[key] if key == "questions" else
+                            sum(part[key] for part in shard_counts)) for key in counts}
         for name, work in ((units, build_units), (bm25, build_bm25)):
             with TreePeak(interval_s=0.5) as peak:
                 began = time.perf_counter()
@@ -219,6 +228,13 @@ def _finish(stage: Stage, evaluator: Any, peak: TreePeak, report: Callable[[str]
 
 def _peak(system: MemorySystem) -> dict[str, Any]:
     return process_peak()
+
+
+def _counts(system: MemorySystem) -> dict[str, int]:
+    conversations = [memory.conversation for memory in system.memories.values()]
+    return {"conversations": len(conversations),
+            "sessions": sum(len(c.sessions) for c in conversations),
+            "turns": sum(len(s.turns) for c in conversations for s in c.sessions)}
 
 
 def quantiles_shown(row: dict[str, Any]) -> tuple[str, str]:
