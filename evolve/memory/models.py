@@ -8,6 +8,7 @@ model, and each process that evaluates it resolves the name itself."""
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any, Literal
 
 ModelKind = Literal["embedding", "cross-encoder"]
@@ -33,12 +34,15 @@ def embedder_arguments(model: str, backend: str, default_model: str | None,
     """(backend, model, options) of ``make_embedder`` for an ``embedding_model`` value, given
     the memory's own embedder: 'default' is that embedder; 'litellm:<name>' goes through
     litellm; any other name is a local sentence-transformers model, run by the memory's backend
-    when that is a local one (torch or onnx)."""
+    when that is a local one that can load it (torch; onnx, the default, exports folders only,
+    so a Hub name goes to torch)."""
     if model == DEFAULT_MODEL:
         return backend, default_model, options
     if model.startswith(LITELLM_PREFIX):
         return "litellm", model[len(LITELLM_PREFIX):], {}
-    local = backend if backend in ("sentence-transformers", "onnx") else "sentence-transformers"
+    loads = backend == "sentence-transformers" or (
+        backend == "onnx" and Path(model).expanduser().is_dir())
+    local = backend if loads else "sentence-transformers"
     return local, model, options if local == backend else {}
 
 
