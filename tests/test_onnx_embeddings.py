@@ -50,13 +50,11 @@ def test_each_quantization_and_export_version_has_its_own_cache_id(tmp_path):
         make_embedder("onnx", cache=cache, quantization="int4")
 
 
-def test_a_listed_hub_model_goes_to_torch_when_the_memory_embeds_with_onnx(tmp_path):
+def test_a_listed_embedding_model_runs_on_torch_when_the_memory_embeds_with_onnx(tmp_path):
     from evolve.memory.models import embedder_arguments
 
-    # onnx exports local folders only: a Hub name is run by sentence-transformers instead.
-    assert embedder_arguments("BAAI/bge-small-en-v1.5", "onnx", None, {"threads": 1}) == (
-        "sentence-transformers", "BAAI/bge-small-en-v1.5", {})
-    assert embedder_arguments(str(tmp_path), "onnx", None, {"threads": 1}) == (
-        "onnx", str(tmp_path), {"threads": 1})
+    for name in ("BAAI/bge-small-en-v1.5", str(tmp_path)):
+        assert embedder_arguments(name, "onnx", None, {"threads": 1}) == (
+            "sentence-transformers", name, {})
     assert embedder_arguments("default", "onnx", None, {"threads": 1}) == (
         "onnx", None, {"threads": 1})

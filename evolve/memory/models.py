@@ -8,7 +8,6 @@ model, and each process that evaluates it resolves the name itself."""
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any, Literal
 
 ModelKind = Literal["embedding", "cross-encoder"]
@@ -33,17 +32,14 @@ def embedder_arguments(model: str, backend: str, default_model: str | None,
                        options: dict[str, Any]) -> tuple[str, str | None, dict[str, Any]]:
     """(backend, model, options) of ``make_embedder`` for an ``embedding_model`` value, given
     the memory's own embedder: 'default' is that embedder; 'litellm:<name>' goes through
-    litellm; any other name is a local sentence-transformers model, run by the memory's backend
-    when that is a local one that can load it (torch; onnx, the default, exports folders only,
-    so a Hub name goes to torch)."""
+    litellm; any other name is a sentence-transformers model (a Hub name or a folder), run by
+    torch: the onnx backend (the default) exports only local mean-pooled folders, and only
+    after ~30 s of export per model, too slow for a search that tries each listed one."""
     if model == DEFAULT_MODEL:
         return backend, default_model, options
     if model.startswith(LITELLM_PREFIX):
         return "litellm", model[len(LITELLM_PREFIX):], {}
-    loads = backend == "sentence-transformers" or (
-        backend == "onnx" and Path(model).expanduser().is_dir())
-    local = backend if loads else "sentence-transformers"
-    return local, model, options if local == backend else {}
+    return "sentence-transformers", model, options if backend == "sentence-transformers" else {}
 
 
 def widen_hint(kind: ModelKind) -> str:
