@@ -57,7 +57,7 @@ def mixed(first: np.ndarray, second: np.ndarray, weight: float) -> np.ndarray:
 
 def feedback_scores(scores: dict[str, np.ndarray], units: "UnitSet", query: "ProcessedQuery",
                     feedback: list[int], *, n_terms: int, weight: float, rescore,
-                    dense=None, model: str = "") -> dict[str, np.ndarray]:
+                    dense=None, model: str) -> dict[str, np.ndarray]:
     """Each active retriever's scores after one feedback round: BM25 re-scored with the
     expansion terms, dense with the Rocchio query, each mixed with its first-round scores;
     ``rescore(name, query)`` scores a retriever for another query (cached by the caller);

@@ -192,9 +192,9 @@ class DenseRetriever:
         return self._indexes[key]
 
     def extend(self, old, new, keep) -> None:
-        import faiss
-
         for key in [k for k in self._indexes if k[0] == id(old)]:
+            import faiss
+
             index, vectors = self._indexes.pop(key)
             tail = self._unit_vectors(new, key[1], start=keep)
             index.remove_ids(faiss.IDSelectorRange(keep, index.ntotal))
