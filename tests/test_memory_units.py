@@ -85,6 +85,26 @@ def test_token_counts_are_kept_per_unit_with_and_without_dates():
     assert units.tokens_dated[0] == count_tokens("[7 May 2023] Alice: I moved to Lisbon.")
 
 
+@pytest.mark.parametrize("kind,window", [("turn", 1), ("window", 1), ("window", 3),
+                                         ("turn+summary", 1), ("session", 1)])
+def test_token_counts_equal_counting_each_rendering(locomo, longmemeval, kind, window):
+    """The counts are added from parts; they must be exactly those of the rendered strings
+    (photo captions, summaries, speakerless windows, every date of both real files)."""
+    for conversation in (*locomo.conversations[:3], *longmemeval.conversations[:40],
+                         CONVERSATION):
+        units = build_units(conversation, kind, window)
+        assert units.tokens == tuple(count_tokens(u.rendered(False)) for u in units.units)
+        assert units.tokens_dated == tuple(count_tokens(u.rendered(True)) for u in units.units)
+
+
+def test_passage_token_counts_equal_counting_each_rendering(longmemeval):
+    for conversation in longmemeval.conversations[:20]:
+        units = build_units(conversation, "turn", 1, passage_tokens=40)
+        assert any(u.id.startswith("psg:") for u in units.units)
+        assert units.tokens == tuple(count_tokens(u.rendered(False)) for u in units.units)
+        assert units.tokens_dated == tuple(count_tokens(u.rendered(True)) for u in units.units)
+
+
 # --- text helpers --------------------------------------------------------------------------------
 
 def test_count_tokens_counts_words_and_punctuation_marks():

@@ -3,7 +3,8 @@ whole sessions (for session-level scores) and passages cut from long turns."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
+from functools import lru_cache
 
 from benchmarks.model import Conversation
 from evolve.memory.text import count_tokens, format_date, sentences
@@ -14,9 +15,11 @@ COMPOSED_PREFIXES = ("win:", "session:")
 USER_ROLE = "user"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class MemoryUnit:
-    """One retrievable piece of memory; ``turn_ids`` are the turns whose evidence it holds."""
+    """One retrievable piece of memory; ``turn_ids`` are the turns whose evidence it holds.
+    Slotted: there is one per turn (2.5 million in LongMemEval M), and a dict each would
+    double its size."""
 
     id: str
     session_index: int
@@ -31,6 +34,25 @@ class MemoryUnit:
         if with_date and self.date is not None:
             return f"[{format_date(self.date)}] {line}"
         return line
+
+    def token_counts(self) -> tuple[int, int]:
+        """count_tokens of ``rendered(False)`` and of ``rendered(True)``, with one pass over the
+        text instead of two over longer strings (the units stage of LongMemEval M counts 2.5
+        million turns): no token spans the ': ' after the speaker or the '] ' after the date
+        (a token is a run of word characters or one other non-space character), so each
+        rendering's count is its parts' counts added."""
+        line = count_tokens(self.text) + (_speaker_tokens(self.speaker) if self.speaker else 0)
+        return line, line + (_date_tokens(self.date.date()) if self.date is not None else 0)
+
+
+@lru_cache(maxsize=4096)
+def _speaker_tokens(speaker: str) -> int:
+    return count_tokens(f"{speaker}:")
+
+
+@lru_cache(maxsize=65536)
+def _date_tokens(date: date) -> int:
+    return count_tokens(f"[{format_date(date)}]")
 
 
 @dataclass(frozen=True)
@@ -52,9 +74,8 @@ def build_units(conversation: Conversation, kind: str, window_size: int, *, role
     as LoCoMo's two people, keeps all). ``passage_tokens`` > 0 cuts every turn longer than that
     into passages of whole sentences, each credited to its turn."""
     units, turns = _unit_list(conversation, kind, window_size, roles, passage_tokens)
-    return UnitSet(units=tuple(units),
-                   tokens=tuple(count_tokens(u.rendered(False)) for u in units),
-                   tokens_dated=tuple(count_tokens(u.rendered(True)) for u in units),
+    tokens, tokens_dated = _token_counts(units)
+    return UnitSet(units=tuple(units), tokens=tokens, tokens_dated=tokens_dated,
                    index_of={u.id: i for i, u in enumerate(units)},
                    turn_units=tuple(turns))
 
@@ -70,13 +91,17 @@ def extend_units(old: UnitSet, conversation: Conversation, kind: str, window_siz
         if before != after:
             break
         keep += 1
-    tail = units[keep:]
-    return UnitSet(units=tuple(units),
-                   tokens=old.tokens[:keep] + tuple(count_tokens(u.rendered(False)) for u in tail),
-                   tokens_dated=old.tokens_dated[:keep] + tuple(count_tokens(u.rendered(True))
-                                                                for u in tail),
+    tokens, tokens_dated = _token_counts(units[keep:])
+    return UnitSet(units=tuple(units), tokens=old.tokens[:keep] + tokens,
+                   tokens_dated=old.tokens_dated[:keep] + tokens_dated,
                    index_of={u.id: i for i, u in enumerate(units)},
                    turn_units=tuple(turns)), keep
+
+
+def _token_counts(units: list[MemoryUnit]) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Each unit's token count undated and dated (UnitSet.tokens and tokens_dated)."""
+    counts = [u.token_counts() for u in units]
+    return tuple(c[0] for c in counts), tuple(c[1] for c in counts)
 
 
 def _unit_list(conversation: Conversation, kind: str, window_size: int, roles: str,
