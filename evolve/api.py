@@ -7,6 +7,7 @@ import json
 import os
 import tempfile
 import threading
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
@@ -249,7 +250,7 @@ def _parse_date(value: datetime | str | None) -> datetime | None:
 
 def _turn(value: TurnLike, session: int, position: int, conversation: str) -> Turn:
     if isinstance(value, Turn):
-        return value.model_copy(update={"session_index": session, "turn_index": position})
+        return replace(value, session_index=session, turn_index=position)
     if isinstance(value, Mapping):
         missing = [k for k in ("speaker", "text") if k not in value]
         if missing:
