@@ -228,6 +228,13 @@ class BenchmarkSource:
     def shard(self, conversation_ids: Sequence[str]) -> ShardLoad:
         return ShardLoad(self, tuple(conversation_ids))
 
+    @property
+    def loads_part(self) -> bool:
+        """Whether its adapter builds only the conversations kept: then a driver that loads
+        the questions alone (``load(keep=())``) never parses a haystack, and each actor only
+        its own; otherwise every such load parses the whole file."""
+        return bool(getattr(get_adapter(self.name), "loads_part", False))
+
 
 @dataclass(frozen=True)
 class ShardLoad:

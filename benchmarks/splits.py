@@ -73,13 +73,14 @@ def _stratified_split(benchmark: Benchmark, seed: int,
     first_category: dict[str, str] = {}
     for q in benchmark.questions:
         first_category.setdefault(q.conversation_id, q.category)
-    for conv in benchmark.conversations:
-        by_category[first_category.get(conv.id, "")].append(conv.id)
+    # conversation_ids(): a driver whose actors load the haystacks has the questions only.
+    ids = benchmark.conversation_ids()
+    for conversation_id in ids:
+        by_category[first_category.get(conversation_id, "")].append(conversation_id)
     rng = random.Random(seed)
     test: set[str] = set()
     for category in sorted(by_category):
         members = sorted(by_category[category])
         rng.shuffle(members)
         test.update(members[:round(len(members) * test_fraction)])
-    ids = [c.id for c in benchmark.conversations]
     return [i for i in ids if i not in test], [i for i in ids if i in test]

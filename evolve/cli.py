@@ -252,7 +252,7 @@ def eval_command(
     import time
     import uuid
 
-    from benchmarks import load_benchmark, parse_options
+    from benchmarks import BenchmarkSource, parse_options
     from benchmarks.splits import make_split
     from evolve.evaluation import Evaluator, evaluate_configs, objective_column
     from evolve.memory.system import LLMSpec
@@ -272,10 +272,16 @@ def eval_command(
                           tuning)
         if objective == "judge" and judge is None:
             raise MemevolveError("objective 'judge' needs a judge model. Fix: pass --judge-model.")
-        bench = load_benchmark(benchmark, data, variant=variant,
-                               **parse_options(benchmark_option))
+        source = BenchmarkSource(benchmark, str(data) if data else None, variant,
+                                 tuple(parse_options(benchmark_option).items()))
+        routed = router is not None or lam is not None or budget is not None
+        # Where the adapter loads parts, the driver loads the questions alone and each actor
+        # its own haystacks (LongMemEval M would not fit twice); the router reads the
+        # haystacks in the driver.
+        own_shards = source.loads_part and not routed
+        bench = source.load(keep=() if own_shards else None)
         the_split = make_split(bench, split, seed=split_seed)
-        if router is not None or lam is not None or budget is not None:
+        if routed:
             if space.system_name is not None:
                 raise MemevolveError("--router routes the built-in system's tiers. Fix: drop "
                                      "--system, or --router.")
@@ -301,7 +307,8 @@ def eval_command(
                                   embedder=embedder_spec(embedder),
                                   llm=LLMSpec(answer=answer, judge=judge), progress=True,
                                   oracle_gold_categories=oracle_gold_categories,
-                                  hold_conversations=False, system=system_cls)
+                                  hold_conversations=False, system=system_cls,
+                                  source=source if own_shards else None)
             name = bench.name
             del bench
             try:

@@ -42,3 +42,49 @@ def test_in_process_an_evaluator_loads_the_haystacks_its_questions_need():
     local = Evaluator(questions_only, workers=0, source=SOURCE)
     rows = local.run([(load_preset("weak"), [q.id for q in questions_only.questions[:5]])])[0][0]
     assert len(rows) == 5 and all(r["recall_in_context"] is not None for r in rows)
+
+
+def _stored_rows(db) -> list[dict]:
+    from evolve.store import RunStore
+
+    with RunStore(db) as store:
+        (run,) = store.list_runs()
+        (evaluation,) = store.evaluations(run["run_id"])
+        return [{k: v for k, v in row.items() if k not in ("latency_ms", "created_at")}
+                for row in store.evaluation_results(evaluation["evaluation_id"])]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_eval_leaves_the_haystacks_to_the_actors_where_the_adapter_loads_parts(tmp_path,
+                                                                              monkeypatch):
+    import ray
+    from typer.testing import CliRunner
+
+    from benchmarks import _registry
+    from evolve.cli import app
+
+    options = ["-b", "synthetic", "--benchmark-option", "shape=longmemeval",
+               "--benchmark-option", "questions=12", "--benchmark-option", "sessions=8"]
+    runner = CliRunner()
+    # In process, the evaluator is the one that loads the haystacks: the reference rows.
+    reference = runner.invoke(app, ["eval", *options, "--workers", "0",
+                                    "--db", str(tmp_path / "local.duckdb")])
+    assert reference.exit_code == 0, reference.output
+    loads = []
+    real_load = _registry.BenchmarkSource.load
+
+    def spied(self, keep=None):
+        loads.append(None if keep is None else tuple(keep))
+        return real_load(self, keep)
+
+    monkeypatch.setattr(_registry.BenchmarkSource, "load", spied)
+    try:
+        result = runner.invoke(app, ["eval", *options, "--workers", "2",
+                                     "--db", str(tmp_path / "ray.duckdb")])
+    finally:
+        ray.shutdown()
+    assert result.exit_code == 0, result.output
+    assert loads == [()]  # the driver's one load: the questions, no haystack
+    rows = _stored_rows(tmp_path / "ray.duckdb")
+    assert len(rows) == 12 and rows == _stored_rows(tmp_path / "local.duckdb")

@@ -40,3 +40,18 @@ def test_longmemeval_split_is_stratified_by_type(longmemeval):
 def test_budgetmem_needs_locomo(longmemeval):
     with pytest.raises(MemevolveError, match="LoCoMo"):
         make_split(longmemeval, "budgetmem")
+
+
+@pytest.mark.parametrize("name", ["default", "stratified", "random", "all"])
+def test_a_split_of_the_questions_alone_is_the_split_of_the_whole_benchmark(longmemeval_path,
+                                                                          name):
+    """A driver whose actors load the haystacks splits the questions-only benchmark."""
+    from benchmarks import BenchmarkSource
+
+    for source in (BenchmarkSource("longmemeval", str(longmemeval_path)),
+                   BenchmarkSource("synthetic", options=(("shape", "longmemeval"),
+                                                         ("questions", 40), ("sessions", 4)))):
+        assert source.loads_part
+        whole, questions_only = source.load(), source.load(keep=())
+        assert not questions_only.conversations
+        assert make_split(questions_only, name, seed=3) == make_split(whole, name, seed=3)
