@@ -288,3 +288,23 @@ def test_pack_keeps_the_longest_prefix_that_fits():
 def test_pack_with_too_small_a_budget_packs_nothing():
     units = build_units(CONVERSATION, "turn", 1)
     assert pack(list(units.units[:1]), 3, False, {"D1:1": 4}) == ([], 0)
+
+
+def test_ascii_fast_paths_find_what_the_patterns_find(locomo, longmemeval):
+    """count_tokens and word_runs take str.translate on ASCII text; they must agree with the
+    regexes on every text, control characters and the real files' texts included."""
+    import random
+    import re
+
+    from evolve.memory.text import word_runs
+
+    rng = random.Random(7)
+    alphabet = [chr(code) for code in range(128)] + ["é", "ß", "—", "日", "\u00a0", "\u2003"]
+    texts = ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 60)))
+             for _ in range(3000)]
+    texts += [t.content for c in (*locomo.conversations[:2], *longmemeval.conversations[:50])
+              for t in c.turns]
+    assert any(not t.isascii() for t in texts) and any(t.isascii() for t in texts)
+    for text in texts:
+        assert count_tokens(text) == len(re.findall(r"\w+|[^\w\s]", text)), repr(text)
+        assert word_runs(text) == re.findall(r"\w+", text), repr(text)

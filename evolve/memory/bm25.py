@@ -135,8 +135,19 @@ def _postings(corpus: Sequence[Sequence[str]], *, offset: int
         for word in distinct:
             distinct[word] = ids.setdefault(word, len(ids))
     flat = np.fromiter(map(distinct.__getitem__, words), dtype=np.int64, count=len(words))
-    span = max(len(corpus), 1)
-    keys = flat * span + np.repeat(np.arange(len(corpus), dtype=np.int64), _lengths(corpus))
-    keys, counts = np.unique(keys, return_counts=True)
     seen = np.fromiter(distinct.values(), dtype=np.int64, count=len(distinct))
-    return keys // span, keys % span + offset, counts, seen
+    # Each word as the rank of its id among the corpus's terms: few enough for 16 bits in a
+    # haystack, where a stable sort is a radix sort, a fraction of sorting (term, document)
+    # keys. Stable, so each term's words keep the documents' order.
+    by_id = np.sort(seen)
+    rank = np.zeros(int(by_id[-1]) + 1 if len(by_id) else 0,
+                    dtype=np.min_scalar_type(max(len(by_id) - 1, 0)))
+    rank[by_id] = np.arange(len(by_id))
+    order = np.argsort(rank[flat], kind="stable")
+    terms = flat[order]
+    docs = np.repeat(np.arange(len(corpus), dtype=np.int64), _lengths(corpus))[order]
+    first = np.flatnonzero(np.concatenate(([True], (terms[1:] != terms[:-1]) |
+                                                   (docs[1:] != docs[:-1])))) \
+        if len(terms) else np.zeros(0, dtype=np.int64)
+    counts = np.diff(np.append(first, len(terms)))
+    return terms[first], docs[first] + offset, counts, seen

@@ -25,10 +25,32 @@ QUESTION_WORDS = frozenset("""what when where who whom whose which why how did d
 were has have had can could would should will kind type sort""".split())
 
 
+# On ASCII text (str.isascii() is O(1)) str.translate and str.split find what _WORD and _TOKEN
+# find, about twice as fast, which counts at LongMemEval M's 2.5 million turns. The tables are
+# derived from the patterns themselves, so they cannot disagree on a character.
+_ASCII = [chr(code) for code in range(128)]
+_ASCII_WORD = {c for c in _ASCII if _WORD.fullmatch(c)}
+_ASCII_SPACE = {c for c in _ASCII if re.fullmatch(r"\s", c)}
+#: Every ASCII character that is not a word character becomes a space: split() then gives the
+#: runs of word characters.
+_WORDS_ONLY = str.maketrans({c: " " for c in _ASCII if c not in _ASCII_WORD})
+#: Word characters and spaces go: what is left are _TOKEN's one-character tokens.
+_MARKS_ONLY = str.maketrans({c: None for c in _ASCII_WORD | _ASCII_SPACE})
+
+
 def count_tokens(text: str) -> int:
     """Context size in tokens, approximated as words plus punctuation marks (a BPE tokenizer gives
     about 1.2 times this on English chat): cheap, deterministic and offline."""
+    if text.isascii():
+        return len(text.translate(_WORDS_ONLY).split()) + len(text.translate(_MARKS_ONLY))
     return len(_TOKEN.findall(text))
+
+
+def word_runs(text: str) -> list[str]:
+    """The runs of word characters (``\\w+``) of a text, in order."""
+    if text.isascii():
+        return text.translate(_WORDS_ONLY).split()
+    return _WORD.findall(text)
 
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
@@ -50,7 +72,7 @@ def bm25_tokens(text: str, *, lowercase: bool, strip_punctuation: bool, stopword
     """BM25 tokenisation; each flag is a search-space dimension."""
     if lowercase:
         text = text.lower()
-    tokens = _WORD.findall(text) if strip_punctuation else _WORD_OR_PUNCT.findall(text)
+    tokens = word_runs(text) if strip_punctuation else _WORD_OR_PUNCT.findall(text)
     if stopwords:
         tokens = [t for t in tokens if t.lower() not in STOPWORDS]
     if stemming:
