@@ -84,3 +84,23 @@ def test_listed_models_and_llm_operators_are_offered_for_their_buckets():
     reranking = bucket_edits(config.with_values({"cross_encoder": "my-reranker"}),
                              "ranked_below_cut", "1")
     assert "cross_encoder_depth" in _fields(reranking)
+
+
+def test_date_cues_are_offered_for_every_question_type_where_a_retriever_reads_them():
+    from evolve.diagnosers.rules import RULES
+    from search_space.dimension import SET_SEPARATOR
+
+    weak = load_preset("weak")
+    # BM25 alone reads no date cues: only the temporal type gets them, as its own override.
+    assert ("temporal_cues", True, None) not in _edits(RULES["never_retrieved"](weak, "1"))
+    assert ("temporal_cues", True, "2") in _edits(RULES["never_retrieved"](weak, "2"))
+    structured = weak.with_values({"retrievers": SET_SEPARATOR.join(("bm25", "structured"))})
+    for bucket in ("never_retrieved", "ranked_below_cut"):
+        for category in ("1", "2", "4"):
+            assert ("temporal_cues", True, None) in _edits(RULES[bucket](structured, category))
+    cued = structured.with_values({"temporal_cues": True})
+    assert "temporal_cues" not in _fields(RULES["ranked_below_cut"](cued, "4"))
+
+
+def _edits(edits_list) -> set[tuple]:
+    return {(edit.field, edit.value, edit.category) for edits in edits_list for edit in edits}

@@ -212,6 +212,18 @@ def _learned_rerank(config: RetrievalConfig) -> list[tuple[Edit, ...]]:
     return []
 
 
+def _date_cues(config: RetrievalConfig, category: str) -> list[tuple[Edit, ...]]:
+    """Questions of every type name the date of their evidence ('on 9 February, 2023'), not only
+    temporal ones: date cues for all of them where an active retriever reads them (a question
+    without a date is ranked as before), else for the temporal type alone."""
+    reads_cues = any("temporal_cues" in RETRIEVERS[name].reads for name in _active(config))
+    if reads_cues and not config.temporal_cues:
+        return [(Edit("temporal_cues", True),)]
+    if category in TEMPORAL_CATEGORIES and not config.value("temporal_cues", category):
+        return [(Edit("temporal_cues", True, category),)]
+    return []
+
+
 def _never_retrieved(config: RetrievalConfig, category: str) -> list[tuple[Edit, ...]]:
     # The question's words are not the evidence's: search with other words (an LLM's
     # rewrite or hypothetical answer) or another model's sense of similarity.
@@ -224,8 +236,7 @@ def _never_retrieved(config: RetrievalConfig, category: str) -> list[tuple[Edit,
         out.append((Edit("bm25_stopwords", True),))
     if not config.value("query_keywords", category):
         out.append((Edit("query_keywords", True, category),))
-    if category in TEMPORAL_CATEGORIES and not config.value("temporal_cues", category):
-        out.append((Edit("temporal_cues", True, category),))
+    out += _date_cues(config, category)
     out.append(_step(config, "top_k", None, 1.6, 1, 50))
     if config.unit == "turn":
         out.append((Edit("unit", "window"),))
@@ -236,6 +247,7 @@ def _ranked_below_cut(config: RetrievalConfig, category: str) -> list[tuple[Edit
     out = [_step(config, "top_k", None, 1.6, 1, 50),
            _step(config, "top_k", category, 1.6, 1, 50),
            *_cheaper_context(config, category),
+           *_date_cues(config, category),
            *_session_prior(config, category),
            # Ranked, but not high enough: a cross-encoder rereads the first candidates.
            *_listed_models(config, "cross_encoder"),
