@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
 KIND = "ltr_reranker"
 #: Bumped when the features, the labels or the estimator change: older models are not looked up.
-FORMAT = 1
+FORMAT = 2
 #: Fixed, like the question-type predictor's: a resume or another run seed gets the same model.
 SEED = 0
 RERANKERS = ("none", "ltr")

@@ -22,7 +22,7 @@ from evolve.memory.bounded import BoundedCache
 from evolve.memory.cross_encoder import NO_CROSS_ENCODER, CrossEncoderScorer, reranked
 from evolve.memory.feedback import feedback_scores
 from evolve.memory.models import embedder_arguments
-from evolve.memory.hierarchy import mix_session_scores, uses_sessions
+from evolve.memory.hierarchy import mix_session_scores, session_prior, uses_sessions
 from evolve.memory.llm_query import QueryTexts, query_texts
 from evolve.memory.multihop import multihop_scores
 from evolve.memory.packing import pack_context
@@ -146,6 +146,13 @@ def fuse(scores: dict[str, np.ndarray], config: RetrievalConfig) -> np.ndarray:
         else:
             fused += weights[name] * minmax(values)
     return fused
+
+
+def _sessions_scored(memory: ConversationMemory, sessions: UnitSet, query: ProcessedQuery,
+                     scores: dict[str, np.ndarray], config: RetrievalConfig) -> np.ndarray:
+    """The session prior of ``sessions`` by the retrievers that scored the units."""
+    return session_prior({name: memory.retriever_scores(name, sessions, query, config)
+                          for name in scores}, fusion_weights(list(scores), config))
 
 
 def fusion_weights(active: list[str], config: RetrievalConfig) -> dict[str, float]:
@@ -518,8 +525,7 @@ class MemorySystem:
                     order: np.ndarray) -> Candidates:
         memory = self.memories[question.conversation_id]
         sessions = memory.session_units(cfg)
-        session_fused = fuse({name: memory.retriever_scores(name, sessions, query, cfg)
-                              for name in scores}, cfg)
+        session_fused = _sessions_scored(memory, sessions, query, scores, cfg)
         return Candidates(question=question, units=units, query=query, scores=scores,
                           fused=fused, order=order,
                           session_scores={u.session_index: float(v)
@@ -589,8 +595,7 @@ class MemorySystem:
         fused = fuse(scores, cfg)
         if uses_sessions(cfg.session_weight, cfg.session_top):
             sessions = memory.session_units(cfg)
-            session_scores = fuse({name: memory.retriever_scores(name, sessions, query, cfg)
-                                   for name in scores}, cfg)
+            session_scores = _sessions_scored(memory, sessions, query, scores, cfg)
             fused = mix_session_scores(fused, units, sessions, session_scores,
                                        cfg.session_weight, cfg.session_top)
         if cfg.recency_weight > 0.0 or cfg.date_window_days > 0:
