@@ -31,7 +31,7 @@ OBJECTIVES = {
 #: Version of everything that turns a (config, question) into an outcome row besides the config:
 #: units, retrieval, packing, answering and the scorers. Part of every stored row's context key;
 #: bump it when a change alters any stored column, so older rows are recomputed, not reused.
-ENGINE_VERSION = "4"
+ENGINE_VERSION = "5"
 #: LLM settings that change a reply (the rest, e.g. timeouts and endpoints, do not).
 _REPLY_SETTINGS = ("model", "temperature", "max_tokens", "seed")
 #: Questions per Ray task: small enough for a live progress bar and for configs to interleave.
