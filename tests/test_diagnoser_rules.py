@@ -1,4 +1,5 @@
-"""The rules diagnoser: an edit that once changed no outcome is not proposed again."""
+"""The rules diagnoser: its buckets' edits, and the edits it stops offering (one that changed no
+outcome, one that lost twice)."""
 from __future__ import annotations
 
 from benchmarks import load_benchmark
@@ -31,7 +32,14 @@ def test_an_edit_with_an_exact_zero_delta_is_not_proposed_again(tmp_path):
         inert, gained = first[0], first[1]
         again = propose([Attempt(1, "rules", inert, 0.0, "rejected"),
                          Attempt(1, "rules", gained, 0.01, "rejected")])
-    assert inert not in again and gained in again
+        assert inert not in again and gained in again
+        # An edit that lost to its incumbent once is offered again, twice is retired.
+        lost_once = propose([Attempt(1, "rules", gained, -0.01, "rejected")])
+        lost_twice = propose([Attempt(1, "rules", gained, -0.01, "rejected"),
+                              Attempt(2, "rules", gained, -0.02, "screened")])
+        won_then_lost = propose([Attempt(1, "rules", gained, -0.01, "rejected"),
+                                 Attempt(2, "rules", gained, 0.02, "rejected")])
+    assert gained in lost_once and gained not in lost_twice and gained in won_then_lost
 
 
 def _fields(edits_list) -> set[str]:
