@@ -608,9 +608,11 @@ class MemorySystem:
         if key not in self._token_maps:
             counts = units.tokens_dated if dated else units.tokens
             tokens = {u.id: c for u, c in zip(units.units, counts)}
-            turn_counts = build_token_counts(units.turn_units, dated)
-            for unit, count in zip(units.turn_units, turn_counts):
-                tokens.setdefault(unit.id, count)
+            # Turns a neighbour expansion may add, counted once; with turn units they are the
+            # units themselves (a whole M haystack was counted again per question here).
+            for unit in units.turn_units:
+                if unit.id not in tokens:
+                    tokens[unit.id] = unit.token_counts()[dated]
             self._token_maps[key] = tokens
         return self._token_maps[key]
 
@@ -628,9 +630,3 @@ def check_routing(config: RetrievalConfig, oracle_gold_categories: bool = False)
                              "Fix: evaluate it with 'memevolve eval' or 'memevolve run', which "
                              "train one on the dev split, or set 'question_types' to a "
                              "predictor's artefact hash.")
-
-
-def build_token_counts(units: Iterable[MemoryUnit], dated: bool) -> list[int]:
-    from evolve.memory.text import count_tokens
-
-    return [count_tokens(u.rendered(dated)) for u in units]
