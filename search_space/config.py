@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
 from benchmarks.errors import MemevolveError
 from search_space.dimensions import DIMENSIONS, DIMENSIONS_BY_NAME, Dimension
+from search_space.dimension import CONDITIONS
 
 PRESET_DIR = Path(__file__).with_name("presets")
 #: Fields of every config besides its space's dimensions (a dimension may not take these names).
@@ -173,6 +174,17 @@ class SpaceConfig(BaseModel):
             return self.overrides[category][name]
         return getattr(self, name)
 
+    def is_active(self, name: str) -> bool:
+        """Whether dimension ``name`` can change an outcome of this config: its ``active_when``
+        holds globally or for a question type's override."""
+        dim = self.dimensions_by_name[name]
+        if dim.active_when is None:
+            return True
+        other = dim.active_when[0]
+        values = [getattr(self, other)] + [patch[other] for patch in self.overrides.values()
+                                           if other in patch]
+        return any(dim.holds_for(value) for value in values)
+
     def choices(self, name: str) -> tuple[Any, ...]:
         """A choice dimension's domain in this config's space (the model lists vary by user)."""
         return self.dimensions_by_name[name].choices
@@ -230,6 +242,12 @@ def config_class(dimensions: Sequence[Dimension], system: str | None = None,
     the Dimension), validated against the space. One class per (dimensions, system)."""
     key = (tuple(dimensions), system)
     if key not in _CLASSES:
+        names = {d.name for d in key[0]}
+        for d in key[0]:
+            if d.active_when is not None and (d.active_when[0] not in names
+                                              or d.active_when[1] not in CONDITIONS):
+                raise ValueError(f"dimension {d.name!r}: active_when {d.active_when!r} must name "
+                                 f"a dimension of the space and one of {', '.join(CONDITIONS)}")
         cls = create_model(  # type: ignore[call-overload]
             name, __base__=SpaceConfig, __module__=__name__,
             system=(Optional[str], Field(

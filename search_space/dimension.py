@@ -4,12 +4,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from itertools import combinations
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 
 Kind = Literal["int", "float", "bool", "choice", "set"]
 #: How the members of a set value are written: "bm25+dense".
 SET_SEPARATOR = "+"
 Scope = Literal["global", "per_category"]
+#: The operators of ``Dimension.active_when``; "has" reads a set value's members.
+CONDITIONS: dict[str, Callable[[Any, Any], bool]] = {
+    "==": lambda value, operand: value == operand,
+    "!=": lambda value, operand: value != operand,
+    ">": lambda value, operand: value > operand,
+    "has": lambda value, operand: operand in str(value).split(SET_SEPARATOR),
+}
 
 
 @dataclass(frozen=True)
@@ -34,6 +41,17 @@ class Dimension:
     needs_llm: bool = False
     #: How to widen the domain, said when a value is outside it (a model list to extend).
     widen_hint: str = ""
+    #: Where the dimension matters only through another one: (that dimension, operator, value),
+    #: the operator one of ``CONDITIONS``. Exploration leaves it alone while the condition fails
+    #: (a draw of prf_terms with feedback off changes no outcome).
+    active_when: tuple[str, str, Any] | None = None
+
+    def holds_for(self, value: Any) -> bool:
+        """Whether ``active_when`` holds when its dimension has ``value`` (always without one)."""
+        if self.active_when is None:
+            return True
+        _, op, operand = self.active_when
+        return CONDITIONS[op](value, operand)
 
     def validate(self, value: Any) -> Any:
         """Return the value coerced to the dimension's type, or raise ValueError saying why."""
@@ -92,8 +110,12 @@ class Dimension:
 
     def doc_line(self) -> str:
         scope = ", per-category" if self.scope == "per_category" else ""
+        when = ""
+        if self.active_when is not None:
+            other, op, operand = self.active_when
+            when = f" Matters only when {other} {op} {operand!r}."
         return (f"{self.name} ({self.kind}: {self.domain()}; default {self.default!r}{scope}): "
-                f"{self.description}")
+                f"{self.description}{when}")
 
 
 def dimension(name: str, kind: Kind, default: Any, description: str, **kw: Any) -> Dimension:

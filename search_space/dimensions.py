@@ -2,6 +2,7 @@
 and the LLM diagnoser."""
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Sequence
 
 from search_space.dimension import SET_SEPARATOR, Dimension, dimension as _d
@@ -15,24 +16,31 @@ from evolve.memory.multihop import MULTI_QUERY_MODES
 from evolve.memory.rerank import DIMENSIONS as RERANK_DIMENSIONS
 from evolve.memory.retrievers import RETRIEVERS
 
+def _of_retriever(dim: Dimension, retriever: str) -> Dimension:
+    """A retriever's own knob or weight matters only while that retriever is active."""
+    return replace(dim, active_when=dim.active_when or ("retrievers", "has", retriever))
+
+
 DIMENSIONS: tuple[Dimension, ...] = (
     # What a memory unit is.
     _d("unit", "choice", "turn", "Memory unit: a single turn, a window of neighbouring turns, or "
        "turns plus session summaries where the benchmark provides them.",
        choices=("turn", "window", "turn+summary"), group="units"),
     _d("window_size", "int", 1, "Turns on each side joined into a window unit (unit=window).",
-       low=1, high=4, group="units"),
+       low=1, high=4, group="units", active_when=("unit", "==", "window")),
     _d("index_roles", "choice", "all", "Turns that are indexed: all, or the user's own turns only "
        "(LongMemEval's official setting; a conversation without a 'user' speaker keeps all).",
        choices=("all", "user"), group="units"),
     _d("passage_tokens", "int", 0, "Cut every turn longer than this many tokens into passages of "
        "whole sentences, each credited to its turn, so a long turn does not spend the budget "
-       "alone (unit=turn; 0 = never).", low=0, high=400, group="units"),
+       "alone (unit=turn; 0 = never).", low=0, high=400, group="units",
+       active_when=("unit", "==", "turn")),
     # Which retrievers run, and BM25's own settings.
     _d("retrievers", "set", "bm25", "Retrievers whose scores are fused: any non-empty set of "
        f"the registered ones, joined by '{SET_SEPARATOR}'.", choices=tuple(RETRIEVERS),
        group="retrievers"),
-    *(d for retriever in RETRIEVERS.values() for d in retriever.dimensions),
+    *(_of_retriever(d, name) for name, retriever in RETRIEVERS.items()
+      for d in retriever.dimensions),
     # Query processing.
     _d("query_keywords", "bool", False, "Query BM25 with the question's keywords only (wh-words, "
        "auxiliaries and stopwords removed; names repeated to weigh more).", group="query",
@@ -49,8 +57,8 @@ DIMENSIONS: tuple[Dimension, ...] = (
        "min-max normalised scores, or reciprocal rank fusion.", choices=("weighted", "rrf"),
        group="fusion"),
     _d("rrf_k", "int", 60, "Reciprocal rank fusion constant k (fusion=rrf).", low=1, high=200,
-       group="fusion"),
-    *(retriever.weight for retriever in RETRIEVERS.values()),
+       group="fusion", active_when=("fusion", "==", "rrf")),
+    *(_of_retriever(retriever.weight, name) for name, retriever in RETRIEVERS.items()),
     # Hierarchy: sessions scored as wholes.
     _d("session_weight", "float", 0.0, "Weight of the session-level score (the active retrievers "
        "over each session's turns joined, each relative to the best session's) mixed into "
@@ -71,10 +79,10 @@ DIMENSIONS: tuple[Dimension, ...] = (
        "feed a second round (RM3 expansion terms for BM25, a Rocchio query for dense; 0 = off).",
        low=0, high=10, group="feedback"),
     _d("prf_terms", "int", 10, "Expansion terms RM3 adds to the BM25 query (prf_units > 0).",
-       low=1, high=30, group="feedback"),
+       low=1, high=30, group="feedback", active_when=("prf_units", ">", 0)),
     _d("prf_weight", "float", 0.3, "Weight of the feedback round against the first round, and "
        "how far Rocchio moves the dense query (prf_units > 0).", low=0.0, high=1.0,
-       group="feedback"),
+       group="feedback", active_when=("prf_units", ">", 0)),
     # Multi-hop.
     _d("multi_query", "choice", "off", "Multi-query retrieval: rank the question's clauses "
        "('clauses'), one query per entity it names with the others removed ('entities'), or "
@@ -86,9 +94,11 @@ DIMENSIONS: tuple[Dimension, ...] = (
        "whose ranking is mixed in; 0 = off.", low=0, high=10, group="multihop",
        scope="per_category"),
     _d("hop2_terms", "int", 3, "Terms of the first hits (besides their names) added to the "
-       "second hop's query (hop2_units > 0).", low=0, high=20, group="multihop"),
+       "second hop's query (hop2_units > 0).", low=0, high=20, group="multihop",
+       active_when=("hop2_units", ">", 0)),
     _d("hop2_weight", "float", 0.5, "Weight of the second hop's ranking against the first "
-       "(hop2_units > 0).", low=0.0, high=1.0, group="multihop"),
+       "(hop2_units > 0).", low=0.0, high=1.0, group="multihop",
+       active_when=("hop2_units", ">", 0)),
     # Reranking of the best fused candidates: the cross-encoder, then the learned model.
     *CROSS_ENCODER_DIMENSIONS,
     *RERANK_DIMENSIONS,

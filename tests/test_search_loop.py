@@ -70,6 +70,37 @@ def test_exploration_changes_two_or_three_dimensions_near_the_incumbent(tmp_path
             assert moved <= RADIUS_START * span + step + 1e-9, edit
 
 
+def test_exploration_leaves_alone_what_cannot_change_the_incumbents_outcome(tmp_path):
+    weak = load_preset("weak")  # BM25 only, turns, feedback, hops and rerankers off
+    inactive = {"window_size", "rrf_k", "dense_weight", "prf_terms", "prf_weight", "hop2_terms",
+                "rerank_depth", "cross_encoder_depth"}
+    assert not any(weak.is_active(name) for name in inactive)
+    # An override switching an operator on for one question type activates its knobs.
+    hopping = weak.with_values({"hop2_units": 3}, category="1")
+    assert hopping.is_active("hop2_terms") and not hopping.is_active("prf_terms")
+    drawn: set[str] = set()
+    with RunStore(tmp_path / "m.duckdb") as store:
+        for seed in range(6):
+            for round_ in range(1, 6):
+                for proposal in explore(_context(store, weak, [], round_=round_, seed=seed)):
+                    drawn |= {edit.field for edit in proposal.edits}
+        feedback = weak.with_values({"prf_units": 3})
+        with_feedback = {edit.field for seed in range(6)
+                         for proposal in explore(_context(store, feedback, [], seed=seed))
+                         for edit in proposal.edits}
+    assert drawn and not drawn & inactive
+    assert {"prf_terms", "prf_weight"} & with_feedback
+
+
+def test_an_active_when_naming_no_dimension_of_the_space_is_refused():
+    from search_space.config import config_class
+    from search_space.dimension import dimension
+
+    knob = dimension("depth", "int", 5, "Depth.", low=1, high=9, active_when=("mode", "==", "x"))
+    with pytest.raises(ValueError, match="depth.*must name a dimension"):
+        config_class((knob,), "tests:NoMode")
+
+
 def test_near_stays_in_range_and_steps_an_integer_when_the_region_is_narrow():
     rng = random.Random(0)
     dim = DIMENSIONS_BY_NAME["top_k"]

@@ -23,6 +23,7 @@ NO_CROSS_ENCODER = "none"
 # Joins a pair into one cache text; a control character no question or turn contains.
 _PAIR_SEPARATOR = "\x1f"
 
+_WITH_ENCODER = ("cross_encoder", "!=", NO_CROSS_ENCODER)
 DIMENSIONS = (
     dimension("cross_encoder", "choice", NO_CROSS_ENCODER, "Cross-encoder that rereads the "
               "question with each of the best fused candidates and reorders them: 'none', or one "
@@ -32,11 +33,11 @@ DIMENSIONS = (
               widen_hint=widen_hint("cross-encoder")),
     dimension("cross_encoder_depth", "int", 20, "Fused candidates the cross-encoder rescores "
               "(cross_encoder set); they stay ahead of the rest.", low=2, high=50,
-              group="rerank", scope="per_category"),
+              group="rerank", scope="per_category", active_when=_WITH_ENCODER),
     dimension("cross_encoder_weight", "float", 1.0, "Weight of the cross-encoder's score "
               "against the fused score among the rescored candidates (both min-max "
               "normalised; 1 = its order alone).", low=0.0, high=1.0, group="rerank",
-              scope="per_category"),
+              scope="per_category", active_when=_WITH_ENCODER),
 )
 
 

@@ -51,7 +51,7 @@ DIMENSIONS = (
     # 150: the best of 50/100/150/200 on LoCoMo dev (cross-fitted), bm25+dense, top_k 50.
     dimension("rerank_depth", "int", 150, "Fused candidates the reranker reorders (and is "
               "trained on); the units below keep their fused order after them (reranker=ltr).",
-              low=10, high=200, group="rerank"),
+              low=10, high=200, group="rerank", active_when=("reranker", "!=", "none")),
 )
 
 #: LightGBM settings: small trees, one thread and deterministic, so the same training rows give
