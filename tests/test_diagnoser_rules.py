@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from benchmarks import load_benchmark
 from benchmarks.splits import make_split
-from evolve.diagnosers.base import Attempt, DiagnosisContext
+from evolve.diagnosers.base import Attempt, DiagnosisContext, Edit
 from evolve.diagnosers.rules import RulesDiagnoser
 from evolve.evaluation import Evaluator, evaluate_configs
 from evolve.store import RunStore
@@ -94,20 +94,31 @@ def test_listed_models_and_llm_operators_are_offered_for_their_buckets():
     assert "cross_encoder_depth" in _fields(reranking)
 
 
-def test_date_cues_are_offered_for_every_question_type_where_a_retriever_reads_them():
+def test_date_cues_are_offered_for_every_question_type_with_a_retriever_that_reads_them():
     from evolve.diagnosers.rules import RULES
     from search_space.dimension import SET_SEPARATOR
 
     weak = load_preset("weak")
-    # BM25 alone reads no date cues: only the temporal type gets them, as its own override.
-    assert ("temporal_cues", True, None) not in _edits(RULES["never_retrieved"](weak, "1"))
-    assert ("temporal_cues", True, "2") in _edits(RULES["never_retrieved"](weak, "2"))
-    structured = weak.with_values({"retrievers": SET_SEPARATOR.join(("bm25", "structured"))})
+    structured = SET_SEPARATOR.join(("bm25", "structured"))
+    # BM25 alone reads no date cues: they come with the structured retriever, as one edit.
+    for category in ("1", "2", "4"):
+        offered = RULES["never_retrieved"](weak, category)
+        assert (Edit("retrievers", structured), Edit("temporal_cues", True)) in offered
+        assert (Edit("temporal_cues", True),) not in offered
+    with_reader = weak.with_values({"retrievers": structured})
     for bucket in ("never_retrieved", "ranked_below_cut"):
-        for category in ("1", "2", "4"):
-            assert ("temporal_cues", True, None) in _edits(RULES[bucket](structured, category))
-    cued = structured.with_values({"temporal_cues": True})
+        assert (Edit("temporal_cues", True),) in RULES[bucket](with_reader, "4")
+    cued = with_reader.with_values({"temporal_cues": True})
     assert "temporal_cues" not in _fields(RULES["ranked_below_cut"](cued, "4"))
+
+
+def test_the_learned_reranker_is_offered_for_evidence_outside_the_kept_ranks():
+    from evolve.diagnosers.rules import RULES
+
+    weak = load_preset("weak")
+    assert (Edit("reranker", "ltr"),) in RULES["never_retrieved"](weak, "1")
+    reranked = weak.with_values({"reranker": "ltr"})
+    assert (Edit("rerank_depth", 200),) in RULES["never_retrieved"](reranked, "1")
 
 
 def _edits(edits_list) -> set[tuple]:

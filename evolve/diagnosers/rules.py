@@ -14,7 +14,6 @@ from search_space.config import META_FIELDS, RetrievalConfig, SpaceConfig
 from search_space.dimension import Dimension
 from search_space.dimensions import DIMENSIONS_BY_NAME
 
-TEMPORAL_CATEGORIES = ("2", "temporal-reasoning")
 #: Rounds an edit may lose to its incumbent (a negative delta) before the rules stop offering it.
 LOSSES_RETIRE = 2
 
@@ -216,14 +215,17 @@ def _learned_rerank(config: RetrievalConfig) -> list[tuple[Edit, ...]]:
 
 def _date_cues(config: RetrievalConfig, category: str) -> list[tuple[Edit, ...]]:
     """Questions of every type name the date of their evidence ('on 9 February, 2023'), not only
-    temporal ones: date cues for all of them where an active retriever reads them (a question
-    without a date is ranked as before), else for the temporal type alone."""
-    reads_cues = any("temporal_cues" in RETRIEVERS[name].reads for name in _active(config))
-    if reads_cues and not config.temporal_cues:
+    temporal ones: date cues for all of them (a question without a date is ranked as before),
+    together with a retriever that reads them where none of the active ones does."""
+    if config.temporal_cues:
+        return []
+    active = _active(config)
+    readers = [name for name in RETRIEVERS if "temporal_cues" in RETRIEVERS[name].reads]
+    if any(name in active for name in readers):
         return [(Edit("temporal_cues", True),)]
-    if category in TEMPORAL_CATEGORIES and not config.value("temporal_cues", category):
-        return [(Edit("temporal_cues", True, category),)]
-    return []
+    spell = DIMENSIONS_BY_NAME["retrievers"].validate
+    return [(Edit("retrievers", spell(active + [name])), Edit("temporal_cues", True))
+            for name in readers]
 
 
 def _never_retrieved(config: RetrievalConfig, category: str) -> list[tuple[Edit, ...]]:
@@ -239,6 +241,7 @@ def _never_retrieved(config: RetrievalConfig, category: str) -> list[tuple[Edit,
     if not config.value("query_keywords", category):
         out.append((Edit("query_keywords", True, category),))
     out += _date_cues(config, category)
+    out += _learned_rerank(config)
     out.append(_step(config, "top_k", None, 1.6, 1, 50))
     if config.unit == "turn":
         out.append((Edit("unit", "window"),))
