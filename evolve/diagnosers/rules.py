@@ -240,8 +240,8 @@ def _never_retrieved(config: RetrievalConfig, category: str) -> list[tuple[Edit,
         out.append((Edit("bm25_stopwords", True),))
     if not config.value("query_keywords", category):
         out.append((Edit("query_keywords", True, category),))
-    out += _date_cues(config, category)
     out += _learned_rerank(config)
+    out += _date_cues(config, category)
     out.append(_step(config, "top_k", None, 1.6, 1, 50))
     if config.unit == "turn":
         out.append((Edit("unit", "window"),))
