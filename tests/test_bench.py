@@ -6,6 +6,7 @@ import json
 
 import duckdb
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 from evolve.bench.search import verdicts
@@ -160,7 +161,11 @@ def test_eval_smoke_measures_every_phase_cold_to_new_process(tmp_path):
 def test_eval_measures_the_config_it_is_given(tmp_path):
     db = tmp_path / "b.duckdb"
     config = tmp_path / "hybrid.yaml"
-    config.write_text("retrievers: bm25+dense\nsession_weight: 0.4\n")
+    # As long as an exported config with a reranker's model: more than one argument holds.
+    from search_space.artefacts import artefact_hash
+    body = {"kind": "note", "text": "x" * 200_000}
+    config.write_text(yaml.safe_dump({"retrievers": "bm25+dense", "session_weight": 0.4,
+                                      "artefacts": {artefact_hash(body): body}}))
     _invoke("eval", "--smoke", "--config", str(config), "--db", str(db),
             "--out", str(tmp_path / "out"))
     with RunStore(db) as store:

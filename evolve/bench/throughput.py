@@ -121,7 +121,11 @@ def _in_subprocess(data: Dataset, workers: int, part: str, scratch: Path,
             "config": config.model_dump(mode="json") if config is not None else None,
             "artefacts": config.artefacts if config is not None else {}}
     env = {**os.environ, "MEMEVOLVE_CACHE_DIR": str(scratch / "cache")}
-    done = subprocess.run([sys.executable, "-m", "evolve.bench.throughput", json.dumps(spec)],
+    # A file, not an argument: a tuned config carries its artefacts (a reranker's model is
+    # ~140 KB), more than the command line holds.
+    spec_file = scratch / f"{part}-spec.json"
+    spec_file.write_text(json.dumps(spec))
+    done = subprocess.run([sys.executable, "-m", "evolve.bench.throughput", str(spec_file)],
                           env=env, capture_output=True, text=True)
     if done.returncode != 0 or not result.exists():
         tail = "\n".join((done.stderr or done.stdout).strip().splitlines()[-15:])
@@ -195,6 +199,6 @@ def _measure(spec: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 if __name__ == "__main__":
-    arguments = json.loads(sys.argv[1])
+    arguments = json.loads(Path(sys.argv[1]).read_text())
     measured = _measure(arguments)
     Path(arguments["result"]).write_text(json.dumps(measured))
