@@ -62,7 +62,8 @@ DIMENSIONS: tuple[Dimension, ...] = (
     # Hierarchy: sessions scored as wholes.
     _d("session_weight", "float", 0.0, "Weight of the session-level score (the active retrievers "
        "over each session's turns joined, each relative to the best session's) mixed into "
-       "each unit's score; 0 = units alone.", low=0.0, high=1.0, group="hierarchy", scope="per_category"),
+       "each unit's score; 0 = units alone.", low=0.0, high=1.0, group="hierarchy",
+       scope="per_category"),
     _d("session_top", "int", 0, "Two-stage retrieval: the units of the S best-scoring sessions "
        "rank before all others (0 = off).", low=0, high=20, group="hierarchy",
        scope="per_category"),
