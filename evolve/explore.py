@@ -76,7 +76,7 @@ def trust_region(history: list[Attempt]) -> Region:
 def explore(context: DiagnosisContext) -> list[Proposal]:
     """K proposals drawn from the trust region around the incumbent."""
     # Only what can change an outcome of the incumbent: with feedback off a draw of prf_terms
-    # scored exactly its incumbent, a wasted evaluation (LoCoMo: 1 in 4 draws of a round).
+    # scored exactly its incumbent, a wasted evaluation (LoCoMo: 1-2 of a round's 4 draws).
     names = [name for name in usable_dimensions(getattr(context.incumbent, "answerer", None),
                                                 context.space)
              if context.incumbent.is_active(name)]

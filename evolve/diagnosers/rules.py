@@ -213,7 +213,7 @@ def _learned_rerank(config: RetrievalConfig) -> list[tuple[Edit, ...]]:
     return []
 
 
-def _date_cues(config: RetrievalConfig, category: str) -> list[tuple[Edit, ...]]:
+def _date_cues(config: RetrievalConfig) -> list[tuple[Edit, ...]]:
     """Questions of every type name the date of their evidence ('on 9 February, 2023'), not only
     temporal ones: date cues for all of them (a question without a date is ranked as before),
     together with a retriever that reads them where none of the active ones does."""
@@ -241,7 +241,7 @@ def _never_retrieved(config: RetrievalConfig, category: str) -> list[tuple[Edit,
     if not config.value("query_keywords", category):
         out.append((Edit("query_keywords", True, category),))
     out += _learned_rerank(config)
-    out += _date_cues(config, category)
+    out += _date_cues(config)
     out.append(_step(config, "top_k", None, 1.6, 1, 50))
     if config.unit == "turn":
         out.append((Edit("unit", "window"),))
@@ -252,7 +252,7 @@ def _ranked_below_cut(config: RetrievalConfig, category: str) -> list[tuple[Edit
     out = [_step(config, "top_k", None, 1.6, 1, 50),
            _step(config, "top_k", category, 1.6, 1, 50),
            *_cheaper_context(config, category),
-           *_date_cues(config, category),
+           *_date_cues(config),
            *_session_prior(config, category),
            # Ranked, but not high enough: a cross-encoder rereads the first candidates.
            *_listed_models(config, "cross_encoder"),
