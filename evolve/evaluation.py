@@ -422,6 +422,9 @@ class EvaluationResult:
     #: The rows computed now (the others came from the store): what recording it writes.
     new_rows: list[dict[str, Any]] = field(default_factory=list)
     objective: str = "recall_in_context"
+    #: Seconds spent training the config's learned reranker before evaluating (in ``wall_s``
+    #: too); 0 when it was known.
+    train_s: float = 0.0
 
 
 def record_result(store: "RunStore", run_id: str, benchmark_key: str,
@@ -448,7 +451,7 @@ def evaluate_configs(evaluator: Evaluator, configs: Sequence[SpaceConfig],
     objective_column(objective)
     start = time.perf_counter()
     key = evaluator.benchmark.key
-    _provide_artefacts(evaluator, configs, question_ids, part, store)
+    train_s = _provide_artefacts(evaluator, configs, question_ids, part, store)
     context = outcome_context_key(evaluator.embedder, evaluator.llm,
                                   getattr(evaluator.system, "version", None))
     cached = [store.cached_results(c.config_hash, key, question_ids, context_key=context,
@@ -472,7 +475,7 @@ def evaluate_configs(evaluator: Evaluator, configs: Sequence[SpaceConfig],
         adversarial = mean_score(rows, objective, adversarial=True)
         result = EvaluationResult(config, part, rows, score, len(cached[i]), wall,
                                   llm_calls=calls, adversarial_score=adversarial,
-                                  new_rows=new_rows, objective=objective)
+                                  new_rows=new_rows, objective=objective, train_s=train_s[i])
         if store is not None and run_id is not None and record:
             record_result(store, run_id, key, result)
         results.append(result)
@@ -484,10 +487,11 @@ def _finite(value: float | None) -> float | None:
 
 
 def _provide_artefacts(evaluator: Evaluator, configs: Sequence[SpaceConfig],
-                       question_ids: Sequence[str], part: str, store: "RunStore | None") -> None:
+                       question_ids: Sequence[str], part: str, store: "RunStore | None"
+                       ) -> list[float]:
     """Hand the evaluator the learned parts the configs reference (from a config file or the
     store; a reranker missing everywhere is trained), and refuse a test evaluation by one that
-    was trained on test questions."""
+    was trained on test questions. Returns each config's seconds of reranker training."""
     from evolve.question_types import QuestionTypePredictor
 
     for config in configs:
@@ -508,33 +512,39 @@ def _provide_artefacts(evaluator: Evaluator, configs: Sequence[SpaceConfig],
             _refuse_leak(f"question-type predictor {ref}", body, question_ids, part)
         QuestionTypePredictor.check_body(body)
         evaluator.add_artefacts({ref: body})
-    for config in configs:
+    train_s = [0.0] * len(configs)
+    for i, config in enumerate(configs):
         if rerank.needs_model(config):
-            body = _reranker(evaluator, config, store)
+            body, train_s[i] = _reranker(evaluator, config, store)
             if part == "test":
                 _refuse_leak(f"reranker {body['key']}", body, question_ids, part)
+    return train_s
 
 
 def _reranker(evaluator: Evaluator, config: SpaceConfig, store: "RunStore | None"
-              ) -> dict[str, Any]:
-    """The config's learned reranker: the one it carries, this evaluator's or the store's with
-    the same key, or trained now on the dev questions of the config's question-type predictor
-    (their features computed by the shards, the model fitted here)."""
+              ) -> tuple[dict[str, Any], float]:
+    """The config's learned reranker and the seconds spent training it (0: it was known): the
+    one it carries, this evaluator's or the store's with the same key, or trained now on the
+    dev questions of the config's question-type predictor (their features computed by the
+    shards, the model fitted here)."""
     key = rerank.model_key(config, evaluator.embedder)
     known = [*config.artefacts.values(), *evaluator.artefacts.values()]
     body = rerank.model_for(config, evaluator.embedder, known)
     if body is None and store is not None:
         body = rerank.model_for(config, evaluator.embedder, store.artefacts_of_kind(rerank.KIND))
+    train_s = 0.0
     if body is None:
+        began = time.perf_counter()
         ids = rerank.training_question_ids(config, evaluator.artefacts)
         shards = evaluator.on_shards(rerank.collect_training_rows, config.canonical_json(), ids)
         body = rerank.train_body([group for shard in shards for group in shard], key=key,
                                  fields_key=rerank.model_key(config, None),
                                  trained_on=config.question_types, question_ids=ids)
+        train_s = time.perf_counter() - began
     if store is not None:
         store.put_artefact(body)
     evaluator.add_artefacts({artefact_hash(body): body})
-    return body
+    return body, train_s
 
 
 def _refuse_leak(what: str, body: dict[str, Any], question_ids: Sequence[str], part: str) -> None:

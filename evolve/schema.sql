@@ -305,14 +305,16 @@ CREATE TABLE IF NOT EXISTS bench_throughput (
     configs          INTEGER NOT NULL,
     wall_s           DOUBLE NOT NULL,
     startup_s        DOUBLE NOT NULL,       -- Ray start and actor creation (in wall_s too)
-    questions_per_s  DOUBLE NOT NULL,       -- configs x questions / wall_s
-    configs_per_s    DOUBLE NOT NULL,
+    questions_per_s  DOUBLE NOT NULL,       -- configs x questions / (wall_s - startup_s - train_s)
+    configs_per_s    DOUBLE NOT NULL,       -- configs / (wall_s - startup_s - train_s)
     store_reuse      DOUBLE NOT NULL,       -- share of outcomes read from the run store
     embed_hits       BIGINT NOT NULL,       -- texts found in the embedding cache
     embed_misses     BIGINT NOT NULL,       -- texts that had to be embedded
     driver_rss_mb    DOUBLE NOT NULL,       -- getrusage peak of the measuring process
     tree_rss_mb      DOUBLE NOT NULL,       -- sampled peak of it plus every descendant (Ray)
     note             VARCHAR NOT NULL,
+    -- learned rerankers trained for the configs (in wall_s too; NULL: measured before it was)
+    train_s          DOUBLE,
     PRIMARY KEY (run_id, dataset, workers, phase)
 );
 

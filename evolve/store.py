@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from benchmarks.model import Benchmark
     from benchmarks.splits import Split
 
-SCHEMA_VERSION = "6"
+SCHEMA_VERSION = "7"
 #: Version -> (next version, statements upgrading a store file to it), applied in order.
 MIGRATIONS: dict[str, tuple[str, tuple[str, ...]]] = {
     "4": ("5", ("ALTER TABLE runs ADD COLUMN owner_host VARCHAR",
@@ -38,6 +38,7 @@ MIGRATIONS: dict[str, tuple[str, tuple[str, ...]]] = {
                 "ALTER TABLE bench_scale ADD COLUMN actors_peak_mb DOUBLE",
                 "ALTER TABLE bench_scale ADD COLUMN actor_peaks_mb DOUBLE[]",
                 "ALTER TABLE bench_scale ADD COLUMN tree_peak_mb DOUBLE")),
+    "6": ("7", ("ALTER TABLE bench_throughput ADD COLUMN train_s DOUBLE",)),
 }
 DEFAULT_PATH = Path("runs/memevolve.duckdb")
 RUN_KINDS = ("eval", "evolve", "bench", "router")

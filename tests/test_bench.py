@@ -158,20 +158,38 @@ def test_eval_smoke_measures_every_phase_cold_to_new_process(tmp_path):
     assert (tmp_path / "out" / "eval.md").read_text().count("| synthetic-smoke |") == 5
 
 
-def test_eval_measures_the_config_it_is_given(tmp_path):
+def test_eval_measures_the_config_it_is_given_and_its_reranker_training_apart(tmp_path):
+    from benchmarks import load_benchmark
+    from benchmarks.splits import make_split
+    from evolve.bench.throughput import SYNTHETIC_SIZES
+    from evolve.question_types import train_on_split
+    from search_space.artefacts import artefact_hash
+
     db = tmp_path / "b.duckdb"
     config = tmp_path / "hybrid.yaml"
+    bench = load_benchmark("synthetic", **SYNTHETIC_SIZES["synthetic-smoke"])
+    predictor = train_on_split(bench, make_split(bench, "random", seed=0, test_fraction=0.25))
     # As long as an exported config with a reranker's model: more than one argument holds.
-    from search_space.artefacts import artefact_hash
     body = {"kind": "note", "text": "x" * 200_000}
-    config.write_text(yaml.safe_dump({"retrievers": "bm25+dense", "session_weight": 0.4,
-                                      "artefacts": {artefact_hash(body): body}}))
+    config.write_text(yaml.safe_dump({
+        "retrievers": "bm25+dense", "session_weight": 0.4, "reranker": "ltr",
+        "rerank_depth": 20, "question_types": artefact_hash(predictor),
+        "artefacts": {artefact_hash(body): body, artefact_hash(predictor): predictor}}))
     _invoke("eval", "--smoke", "--config", str(config), "--db", str(db),
             "--out", str(tmp_path / "out"))
     with RunStore(db) as store:
-        rows = store.query("SELECT retrievers, embed_misses, phase FROM bench_throughput")
-    assert {r["retrievers"] for r in rows} == {"bm25+dense"}
-    assert "--config" in (tmp_path / "out" / "eval.md").read_text()
+        rows = {r["phase"]: r for r in store.query("SELECT * FROM bench_throughput")}
+    assert {r["retrievers"] for r in rows.values()} == {"bm25+dense"}
+    # The cold phase trains the rerankers of the base and of the variants that change its
+    # features; every later phase finds them (in memory, or in the store), and the rates
+    # leave the training out.
+    cold = rows.pop("cold")
+    assert 0 < cold["train_s"] < cold["wall_s"] - cold["startup_s"]
+    assert cold["configs_per_s"] == pytest.approx(
+        cold["configs"] / (cold["wall_s"] - cold["startup_s"] - cold["train_s"]))
+    assert all(r["train_s"] == 0 for r in rows.values())
+    table = (tmp_path / "out" / "eval.md").read_text()
+    assert "--config" in table and "| train s |" in table
 
 
 def test_scale_smoke_times_each_stage_and_the_cache_serves_the_second_pass(tmp_path,

@@ -136,3 +136,23 @@ def test_ray_actors_train_and_rerank_as_the_driver_does(benchmark, split, config
                                objective="recall_in_context")[0].rows
     assert [r["retrieved_ids"] for r in got] == [r["retrieved_ids"] for r in expected]
     assert [r["retrieved_ids"] for r in got] != [r["retrieved_ids"] for r in fused]
+
+
+def test_the_fits_run_side_by_side_give_the_models_each_gives_alone(benchmark, split, config):
+    dev = _ids(benchmark, split, "dev")
+    with Evaluator(benchmark, workers=0) as evaluator:
+        evaluator.add_artefacts(config.artefacts)
+        [groups] = evaluator.on_shards(rerank.collect_training_rows, config.canonical_json(), dev)
+    body = rerank.train_body(groups, key="k", fields_key="f", trained_on=None, question_ids=dev)
+    groups = sorted(groups, key=lambda g: g[0])
+    assert body["model"] == rerank._fit(groups)
+    for fold in body["folds"]:
+        kept = [g for g in groups if g[1] not in fold["conversations"]]
+        assert fold["model"] == rerank._fit(kept)
+
+
+def test_an_entity_counts_once_per_unit_that_holds_it_and_never_across_two():
+    texts = ["anna met anna in paris", "to paris", "ann", "a", "paris, anna"]
+    entities = ["anna", "paris", "anna in", "na", "ann a"]
+    expected = [sum(e in t for e in entities) for t in texts]
+    assert rerank._entity_counts(texts, entities).tolist() == expected == [4, 1, 0, 0, 3]

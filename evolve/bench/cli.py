@@ -248,11 +248,11 @@ def eval_command(
         store.insert_rows("bench_throughput", [{"run_id": run_id, **r} for r in rows])
     console.print(table(f"evaluation throughput, 8 configs at once (run {run_id})",
                         ["dataset", "workers", "phase", "q/s", "configs/s", "reuse",
-                         "embed hit/miss", "MiB", "wall s"],
+                         "embed hit/miss", "MiB", "train s", "wall s"],
                         [[r["dataset"], r["workers"], r["phase"], round(r["questions_per_s"]),
                           r["configs_per_s"], f"{r['store_reuse']:.0%}",
                           f"{r['embed_hits']}/{r['embed_misses']}", round(r["tree_rss_mb"]),
-                          r["wall_s"]] for r in rows]))
+                          r["train_s"], r["wall_s"]] for r in rows]))
     for note in sorted({f"{r['dataset']}: {r['note']}" for r in rows if r["note"]}):
         console.print(note)
     path = _write_markdown(out, "eval", command, throughput_markdown(rows))

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 from benchmarks.model import Question
 from evolve.memory.text import (QUESTION_WORDS, STOPWORDS, is_temporal_question, resolve_relative,
@@ -21,9 +22,11 @@ class ExtractiveAnswer:
     confidence: float
 
 
-def content_stems(text: str) -> set[str]:
-    return {stem(w.lower()) for w in _WORD.findall(text)
-            if w.lower() not in STOPWORDS and w.lower() not in QUESTION_WORDS}
+@lru_cache(maxsize=65536)
+def content_stems(text: str) -> frozenset[str]:
+    # Cached: each of a question's best units is weighed several times, by every config.
+    return frozenset(stem(w.lower()) for w in _WORD.findall(text)
+                     if w.lower() not in STOPWORDS and w.lower() not in QUESTION_WORDS)
 
 
 def support(question: Question, unit: MemoryUnit, asked_speakers: tuple[str, ...]) -> float:

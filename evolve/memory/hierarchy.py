@@ -42,8 +42,11 @@ def mix_session_scores(unit_scores: np.ndarray, units: UnitSet, sessions: UnitSe
                        session_top: int) -> np.ndarray:
     """(1 - w) * min-max(unit score) + w * its session's prior (``session_prior``); with
     ``session_top`` S > 0, units outside the S best sessions rank after every unit inside them."""
-    of_session = {unit.session_index: i for i, unit in enumerate(sessions.units)}
-    rows = np.array([of_session.get(u.session_index, -1) for u in units.units])
+    # Each unit's row in ``sessions`` (-1: its session has none).
+    of_session = np.full(int(max(units.session_indexes.max(initial=-1),
+                                 sessions.session_indexes.max(initial=-1))) + 1, -1)
+    of_session[sessions.session_indexes] = np.arange(len(sessions.units))
+    rows = of_session[units.session_indexes]
     per_unit = np.where(rows >= 0, session_scores[np.maximum(rows, 0)], 0.0)
     mixed = (1.0 - session_weight) * minmax(unit_scores) + session_weight * per_unit
     if session_top > 0:

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
@@ -150,31 +152,34 @@ def candidate_features(c: Candidates, depth: int) -> tuple[np.ndarray, np.ndarra
 
     fused_top = c.fused[top]
     put("fused", fused_top)
-    put("fused_norm", minmax(c.fused)[top])
+    put("fused_norm", minmax(c.fused, at=top))
     put("fused_rank", np.arange(len(top)))
     if len(top):
         put("fused_gap", fused_top[0] - fused_top)
     for name, values in c.scores.items():
         put(f"{name}_score", values[top])
-        put(f"{name}_norm", minmax(values)[top])
+        put(f"{name}_norm", minmax(values, at=top))
         put(f"{name}_rank", _ranks(values)[top])
     sessions = unit.session[top]
-    session_order = sorted(c.session_scores, key=lambda s: -c.session_scores[s])
-    session_rank = {s: r for r, s in enumerate(session_order)}
-    put("session_score", [c.session_scores.get(s, np.nan) for s in sessions])
-    put("session_rank", [session_rank.get(s, np.nan) for s in sessions])
-    _, inverse, counts = np.unique(sessions, return_inverse=True, return_counts=True)
-    put("session_candidates", counts[inverse])
+    session_score, session_rank = _session_signals(c.session_scores, unit.session)
+    put("session_score", session_score[sessions])
+    put("session_rank", session_rank[sessions])
+    put("session_candidates", np.bincount(sessions)[sessions])
     speakers = set(c.query.speakers)
     put("speaker_named", float(bool(speakers)))
-    put("speaker_match", [unit.speaker[i] in speakers for i in top])
+    named = np.array([name in speakers for name in unit.speakers], dtype=bool)
+    put("speaker_match", named[unit.speaker_code[top]])
     entities = [e.lower() for e in c.query.entities if e not in speakers]
     if entities:
-        put("entity_share", [sum(e in unit.lower[i] for e in entities) / len(entities)
-                             for i in top])
+        put("entity_share", _entity_counts([unit.lower[i] for i in top], entities)
+            / len(entities))
     terms = set(_terms(question.text))
     if terms:
-        put("term_share", [len(terms & unit.terms[i]) / len(terms) for i in top])
+        matched = np.zeros(len(unit.session))
+        for term in terms:
+            if term in unit.postings:
+                matched[unit.postings[term]] += 1.0
+        put("term_share", matched[top] / len(terms))
     put("temporal_question", float(is_temporal_question(question.text)))
     put("mentions_time", unit.mentions_time[top])
     cue = cue_date(question.text, question.question_date)
@@ -236,18 +241,20 @@ def train_body(groups: Sequence[tuple[str, str, np.ndarray, np.ndarray]], *, key
     import lightgbm
 
     conversations = sorted({g[1] for g in groups})
-    folds = []
-    if len(conversations) >= FOLDS:
-        for fold in range(FOLDS):
-            held_out = conversations[fold::FOLDS]
-            kept = [g for g in groups if g[1] not in set(held_out)]
-            folds.append({"conversations": held_out, "model": _fit(kept)})
+    held_out = [conversations[fold::FOLDS] for fold in range(FOLDS)] \
+        if len(conversations) >= FOLDS else []
+    trainings = [groups] + [[g for g in groups if g[1] not in set(out)] for out in held_out]
+    # The fits are independent and single-threaded (PARAMS), and LightGBM releases the GIL
+    # while it boosts: run side by side, each gives the model text it gives alone.
+    with ThreadPoolExecutor(max_workers=min(len(trainings), os.cpu_count() or 1)) as pool:
+        full, *fold_models = pool.map(_fit, trainings)
     labels = np.concatenate([g[3] for g in groups])
     return {"kind": KIND, "format": FORMAT, "key": key, "fields_key": fields_key,
             "trained_on": trained_on, "lightgbm": lightgbm.__version__,
             "features": list(FEATURES), "question_ids": sorted(question_ids),
             "groups": len(groups), "rows": int(len(labels)), "positives": int(labels.sum()),
-            "model": _fit(groups), "folds": folds}
+            "model": full, "folds": [{"conversations": out, "model": model}
+                                     for out, model in zip(held_out, fold_models)]}
 
 
 class RerankModel:
@@ -301,6 +308,37 @@ def collect_training_rows(system: Any, config_json: str, question_ids: list[str]
     return out
 
 
+def _session_signals(session_scores: dict[int, float], unit_sessions: np.ndarray
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """By session index: its session-level score and its rank among the sessions (best first,
+    equal scores in the order given); NaN for a session without a score."""
+    size = max(max(session_scores, default=-1), int(unit_sessions.max(initial=-1))) + 1
+    score, rank = np.full(size, np.nan), np.full(size, np.nan)
+    score[list(session_scores)] = list(session_scores.values())
+    ordered = sorted(session_scores, key=lambda s: -session_scores[s])
+    rank[ordered] = np.arange(len(ordered))
+    return score, rank
+
+
+def _entity_counts(texts: list[str], entities: list[str]) -> np.ndarray:
+    """For each text, how many of the entities occur in it (as substrings): each entity is
+    found in the texts joined, so that its cost is its occurrences, not one test per text."""
+    joined = "\x00".join(texts)
+    # No entity holds the separator (names_in: letters, "'" and "-"), so none matches across
+    # two texts. Text i ends (separator included) at ends[i].
+    ends = np.cumsum([len(t) + 1 for t in texts])
+    counts = np.zeros(len(texts))
+    for entity in entities:
+        at = joined.find(entity)
+        while at != -1:
+            row = int(np.searchsorted(ends, at, side="right"))
+            counts[row] += 1.0
+            if row + 1 >= len(texts):
+                break
+            at = joined.find(entity, int(ends[row]))
+    return counts
+
+
 def _ranks(values: np.ndarray) -> np.ndarray:
     ranks = np.empty(len(values))
     ranks[np.argsort(-values, kind="stable")] = np.arange(len(values))
@@ -312,9 +350,12 @@ class _UnitSignals:
     """What the features read of each unit that is the same for every question."""
 
     session: np.ndarray
-    speaker: tuple[str, ...]
+    #: The speakers, and each unit's speaker as an index into them.
+    speakers: tuple[str, ...]
+    speaker_code: np.ndarray
     lower: tuple[str, ...]
-    terms: tuple[frozenset[str], ...]
+    #: Each stemmed content word (see _terms) -> the units that hold it.
+    postings: dict[str, np.ndarray]
     mentions_time: np.ndarray
     #: Days since 1970 of the unit's date (NaN: undated).
     days: np.ndarray
@@ -331,11 +372,17 @@ def _unit_signals(units: "UnitSet") -> _UnitSignals:
     members = units.units
     positions = np.array([u.position for u in members], dtype=float)
     sessions = np.array([u.session_index for u in members], dtype=float)
+    speakers = tuple(dict.fromkeys(u.speaker for u in members))
+    code = {name: k for k, name in enumerate(speakers)}
+    postings: dict[str, list[int]] = {}
+    for i, u in enumerate(members):
+        for term in set(_terms(u.text)):
+            postings.setdefault(term, []).append(i)
     signals = _UnitSignals(
-        session=np.array([u.session_index for u in members]),
-        speaker=tuple(u.speaker for u in members),
+        session=units.session_indexes,
+        speakers=speakers, speaker_code=np.array([code[u.speaker] for u in members], dtype=int),
         lower=tuple(u.text.lower() for u in members),
-        terms=tuple(frozenset(_terms(u.text)) for u in members),
+        postings={term: np.array(at) for term, at in postings.items()},
         mentions_time=np.array([float(bool(RELATIVE_TIME.search(u.text)
                                            or temporal_target(u.text))) for u in members]),
         days=np.array([_day(u.date) if u.date is not None else np.nan for u in members]),

@@ -298,8 +298,11 @@ def _structured_features(units) -> tuple[list[str], np.ndarray, list[set[str]]]:
     return speakers, has_time, names
 
 
-def minmax(values: np.ndarray) -> np.ndarray:
+def minmax(values: np.ndarray, at: np.ndarray | None = None) -> np.ndarray:
+    """``values`` scaled to [0, 1] (all 0 when they are all alike); with ``at``, only the values
+    at those indexes (scaled by the range of all), without scaling the others."""
     lo, hi = float(values.min()), float(values.max())
+    picked = values if at is None else values[at]
     if math.isclose(hi, lo):
-        return np.zeros_like(values, dtype=float)
-    return (values - lo) / (hi - lo)
+        return np.zeros_like(picked, dtype=float)
+    return (picked - lo) / (hi - lo)

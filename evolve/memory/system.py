@@ -266,7 +266,9 @@ class MemorySystem:
         self._token_maps: dict[tuple[int, bool], dict[str, int]] = {}
         self._artefacts: dict[str, dict[str, Any]] = dict(artefacts or {})
         self._predicted_types: dict[str, dict[str, str]] = {}
+        #: By model key (see rerank.model_key).
         self._rerank_models: dict[str, RerankModel] = {}
+        self._last_rerank: tuple[RetrievalConfig, RerankModel] | None = None
         self.oracle_gold_categories = oracle_gold_categories
         self._runner: SystemRunner | None = None
         self._cross_encoders: dict[str, CrossEncoderScorer] = {}
@@ -435,7 +437,9 @@ class MemorySystem:
                    if cfg.mmr_lambda < 1.0 else None)
         selected_idx = mmr_select(order, fused, vectors, cfg.top_k, cfg.mmr_lambda)
         chosen = set(selected_idx)
-        ranked_idx = selected_idx + [int(i) for i in order if int(i) not in chosen]
+        # MMR's picks, then the best of the others: the head of the order is enough for that.
+        ranked_idx = selected_idx + [int(i) for i in order[:KEPT_RANKS + len(chosen)]
+                                     if int(i) not in chosen]
         ranked = [units.units[i] for i in ranked_idx[:KEPT_RANKS]]
         selected = [units.units[i] for i in selected_idx]
         candidates = expand_neighbours(selected, units, cfg.neighbor_expansion)
@@ -496,7 +500,7 @@ class MemorySystem:
                                                            for t in q.bm25_texts)))
         scores = scores_for(query)
         fused = self._ranking_scores(memory, units, query, scores, cfg, question)
-        positions = np.array([u.position for u in units.units])
+        positions = units.positions
         order = np.lexsort((positions, -fused))
         if cfg.prf_units > 0:
             feedback = [int(i) for i in order[:cfg.prf_units]]
@@ -532,11 +536,11 @@ class MemorySystem:
                                           for u, v in zip(sessions.units, session_fused)})
 
     def _rerank_model(self, config: RetrievalConfig) -> RerankModel:
-        """The learned reranker of ``config``: looked up by what its training read (once per
-        config, not per question)."""
-        cached = self._rerank_models.get(config.config_hash)
-        if cached is not None:
-            return cached
+        """The learned reranker of ``config``: looked up by what its training read once per
+        config, not per question (hashing the config took 0.1 ms a question), and built once
+        per model, however many configs share it."""
+        if self._last_rerank is not None and self._last_rerank[0] is config:
+            return self._last_rerank[1]
         body = model_for(config, self._embedder_spec, self._artefacts.values())
         if body is None:
             raise MemevolveError(f"config {config.config_hash} reranks with a model trained on "
@@ -544,7 +548,10 @@ class MemorySystem:
                                  " which this memory system was not given. Fix: evaluate it "
                                  "through 'memevolve eval' or 'memevolve run' (they train it), "
                                  "or use a config file exported with it.")
-        model = self._rerank_models[config.config_hash] = RerankModel(body)
+        model = self._rerank_models.get(body["key"])
+        if model is None:
+            model = self._rerank_models[body["key"]] = RerankModel(body)
+        self._last_rerank = (config, model)
         return model
 
     def answer(self, question: Question, config: RetrievalConfig, context: RetrievedContext

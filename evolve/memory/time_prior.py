@@ -48,7 +48,7 @@ def apply_time(scores: np.ndarray, units: UnitSet, question: str,
     ``window_days`` > 0 and a cue date, units dated farther than that from it rank last."""
     out = scores
     if recency_weight > 0.0:
-        positions = np.array([u.position for u in units.units], dtype=float)
+        positions = units.positions.astype(float)
         out = (1.0 - recency_weight) * minmax(out) + recency_weight * minmax(positions)
     if window_days > 0:
         target = cue_date(question, question_date)

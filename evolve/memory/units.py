@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime
-from functools import lru_cache
+from functools import cached_property, lru_cache
+
+import numpy as np
 
 from benchmarks.model import Conversation
 from evolve.memory.text import count_tokens, format_date, sentences
@@ -65,6 +67,17 @@ class UnitSet:
     index_of: dict[str, int]
     #: Units by chronological turn position, for neighbour expansion (turn units only).
     turn_units: tuple[MemoryUnit, ...]
+
+    # Read by every question's ranking: built once per unit set, not once per question.
+    @cached_property
+    def positions(self) -> np.ndarray:
+        """Each unit's ``position`` (what orders equal scores in every ranking)."""
+        return _frozen(np.array([u.position for u in self.units], dtype=np.int64))
+
+    @cached_property
+    def session_indexes(self) -> np.ndarray:
+        """Each unit's ``session_index``."""
+        return _frozen(np.array([u.session_index for u in self.units], dtype=np.int64))
 
 
 def build_units(conversation: Conversation, kind: str, window_size: int, *, roles: str = "all",
@@ -201,3 +214,8 @@ def _windows(turns: list[MemoryUnit], size: int) -> list[MemoryUnit]:
         out.append(MemoryUnit(f"win:{centre.id}", centre.session_index, centre.position, "",
                               centre.date, text, tuple(t.id for t in members)))
     return out
+
+
+def _frozen(values: np.ndarray) -> np.ndarray:
+    values.flags.writeable = False
+    return values
