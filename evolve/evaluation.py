@@ -534,8 +534,11 @@ def _reranker(evaluator: Evaluator, config: SpaceConfig, store: "RunStore | None
         body = rerank.model_for(config, evaluator.embedder, store.artefacts_of_kind(rerank.KIND))
     train_s = 0.0
     if body is None:
-        began = time.perf_counter()
         ids = rerank.training_question_ids(config, evaluator.artefacts)
+        # The embeddings the training rows read are built first, with their own progress bar:
+        # the evaluation would build them anyway, and the seconds counted are the training's.
+        evaluator.prepare([(config, ids)])
+        began = time.perf_counter()
         shards = evaluator.on_shards(rerank.collect_training_rows, config.canonical_json(), ids)
         body = rerank.train_body([group for shard in shards for group in shard], key=key,
                                  fields_key=rerank.model_key(config, None),
