@@ -551,11 +551,26 @@ def _restore(store: RunStore, run_id: str, start: EvaluationResult, evaluate,
                   last["tokens_used"], last["cost_used"], last["wall_s"], offset=last["wall_s"])
 
 
+#: Each candidate with the change of the mean context cost its edit made, over the questions
+#: it and its parent both scored (from the stored rows, so a resume reads the same).
+HISTORY_SQL = """
+SELECT c.round, c.proposer, c.edit_json, c.delta, c.decision,
+       (SELECT avg(b.context_tokens - a.context_tokens)
+        FROM question_results a JOIN question_results b
+          ON a.question_id = b.question_id AND a.benchmark_key = b.benchmark_key
+         AND a.context_key = b.context_key
+        WHERE a.config_hash = c.parent_hash AND b.config_hash = c.config_hash
+          AND a.benchmark_key = r.benchmark_key) AS tokens_delta
+FROM candidates c JOIN runs r ON r.run_id = c.run_id
+WHERE c.run_id = ?
+ORDER BY c.round, c.candidate
+"""
+
+
 def _history(store: RunStore, run_id: str) -> list[Attempt]:
-    rows = store.query("SELECT round, proposer, edit_json, delta, decision FROM candidates "
-                       "WHERE run_id = ? ORDER BY round, candidate", [run_id])
-    return [Attempt(r["round"], r["proposer"], r["edit_json"], r["delta"], r["decision"])
-            for r in rows]
+    rows = store.query(HISTORY_SQL, [run_id])
+    return [Attempt(r["round"], r["proposer"], r["edit_json"], r["delta"], r["decision"],
+                    r["tokens_delta"]) for r in rows]
 
 
 def _tried_hashes(store: RunStore, run_id: str) -> set[str]:

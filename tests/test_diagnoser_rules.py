@@ -33,6 +33,10 @@ def test_an_edit_with_an_exact_zero_delta_is_not_proposed_again(tmp_path):
         again = propose([Attempt(1, "rules", inert, 0.0, "rejected"),
                          Attempt(1, "rules", gained, 0.01, "rejected")])
         assert inert not in again and gained in again
+        # A tie that made the context cheaper is not inert: it may gain once the budget binds.
+        cheaper = propose([Attempt(1, "rules", inert, 0.0, "rejected", -12.5)])
+        dearer = propose([Attempt(1, "rules", inert, 0.0, "rejected", 4.0)])
+        assert inert in cheaper and inert not in dearer
         # An edit that lost to its incumbent once is offered again, twice is retired.
         lost_once = propose([Attempt(1, "rules", gained, -0.01, "rejected")])
         lost_twice = propose([Attempt(1, "rules", gained, -0.01, "rejected"),

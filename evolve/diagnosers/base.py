@@ -50,6 +50,8 @@ class Attempt:
     edit_json: str
     delta: float | None
     decision: str
+    #: How much the edit changed the mean context tokens (None: not known).
+    tokens_delta: float | None = None
 
 
 @dataclass

@@ -16,6 +16,9 @@ from search_space.dimensions import DIMENSIONS_BY_NAME
 
 #: Rounds an edit may lose to its incumbent (a negative delta) before the rules stop offering it.
 LOSSES_RETIRE = 2
+#: Mean context tokens a question an edit must save for a tie to count as a cheaper context
+#: (offered again later) rather than inert.
+CHEAPER_TOKENS = 1.0
 
 #: Each failing question gets exactly one bucket, first match wins. Buckets group by the
 #: PREDICTED question type (as ``category``), the key the overrides they propose are chosen by;
@@ -359,8 +362,11 @@ class RulesDiagnoser:
                                       f"{row['category']}")
         # A rule fires on its bucket every round, so an edit that changed no outcome at all
         # (an exact zero delta: e.g. packing order under a recall objective) would come back
-        # each round; on LoCoMo such repeats took a third of the budget (bench search).
-        inert = {a.edit_json for a in context.history if a.delta == 0.0}
+        # each round; on LoCoMo such repeats took a third of the budget (bench search). One
+        # that only made the context cheaper (span packing while top_k, not the budget, is
+        # what cuts) may gain once the budget binds: it comes back after the incumbent moves.
+        inert = {a.edit_json for a in context.history if a.delta == 0.0
+                 and not (a.tokens_delta is not None and a.tokens_delta <= -CHEAPER_TOKENS)}
         # An edit that lost twice stays lost: on LoCoMo one neighbour expansion for type 1 came
         # back in 9 of 20 rounds, always below its incumbent, while the reranker was never tried.
         losses = Counter(a.edit_json for a in context.history
