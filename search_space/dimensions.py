@@ -118,7 +118,8 @@ DIMENSIONS: tuple[Dimension, ...] = (
     _d("include_dates", "bool", False, "Prefix every unit in the context with its session date.",
        group="context", scope="per_category"),
     _d("span_packing", "bool", False, "Pack spans of turns: a turn that overlapping windows or "
-       "neighbour expansions share is paid for and shown once.", group="context",
+       "neighbour expansions share, or whose passages rank more than once, is paid for and "
+       "shown once.", group="context",
        scope="per_category"),
     _d("session_headers", "bool", False, "Group the context by session under one date header "
        "each (dates then cost once per session, not once per line).", group="context",

@@ -62,6 +62,10 @@ def test_the_buckets_offer_the_operators_that_address_them():
     assert {"retrievers", "session_weight"} <= _fields(RULES["never_retrieved"](weak, "1"))
     windows = RetrievalConfig(unit="window", include_dates=True)
     assert "span_packing" in _fields(RULES["partially_retrieved"](windows, "1"))
+    # Passages of one turn rank apart, and each would pay for the same turn again.
+    passages = weak.with_values({"passage_tokens": 40})
+    assert "span_packing" not in _fields(RULES["ranked_below_cut"](weak, "1"))
+    assert RULES["ranked_below_cut"](passages, "1")[-1] == (Edit("span_packing", True),)
     assert "session_headers" in _fields(RULES["temporal_wrong_date"](windows, "2"))
     # Once set, the session weight is moved both ways.
     tuned = RULES["never_retrieved"](weak.with_values({"session_weight": 0.4}), "1")

@@ -493,6 +493,13 @@ def _span_packing_pays_for_a_shared_turn_once(system: MemorySystem) -> None:
     assert spans["context_ids"] == ["D1:1", "D1:2", "D1:3", "D1:4"]
     assert spans["recall_in_context"] == units["recall_in_context"] == 1.0
     assert spans["context_tokens"] < units["context_tokens"]
+    # Passages of one long turn rank apart; the turn is credited (and paid for) once.
+    passages = {"passage_tokens": 20, "top_k": 6, "context_budget": 100}
+    each = _row(system, "recital", **passages)["context_ids"]
+    once = _row(system, "recital", **passages, span_packing=True)
+    assert sum(u.startswith("psg:D1:1:") for u in each) == 3
+    assert sum(u.startswith("psg:D1:1:") for u in once["context_ids"]) == 1
+    assert once["recall_in_context"] == 1.0
 
 
 @proves("session_headers")
