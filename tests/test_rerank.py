@@ -156,3 +156,38 @@ def test_an_entity_counts_once_per_unit_that_holds_it_and_never_across_two():
     entities = ["anna", "paris", "anna in", "na", "ann a"]
     expected = [sum(e in t for e in entities) for t in texts]
     assert rerank._entity_counts(texts, entities).tolist() == expected == [4, 1, 0, 0, 3]
+
+
+def test_batched_scoring_ranks_as_one_question_at_a_time_and_charges_each_its_own_time(
+        benchmark, split, config, monkeypatch):
+    import time
+
+    from evolve.memory import system as memory_system
+    from evolve.memory.system import MemorySystem
+
+    with Evaluator(benchmark, workers=0) as evaluator:
+        evaluate_configs(evaluator, [config], _ids(benchmark, split, "dev"), part="dev",
+                         objective="recall_in_context")
+        artefacts = dict(evaluator.artefacts)
+    system = MemorySystem(benchmark.conversations, benchmark.questions, artefacts=artefacts)
+    test = _ids(benchmark, split, "test")
+    # Every conversation's questions interleaved: each batch holds several conversations,
+    # scored by different models (a dev conversation's by the fold that never saw it).
+    by_conversation: dict[str, list] = {}
+    for qid in _ids(benchmark, split, "dev") + test:
+        question = system.questions[qid]
+        by_conversation.setdefault(question.conversation_id, []).append(question)
+    questions = [q for rank in zip(*by_conversation.values()) for q in rank]
+    alone = [system.context(q, config) for q in questions]
+    monkeypatch.setattr(memory_system, "RERANK_BATCH", 5)
+    batched = [context for context, _ in system._contexts(questions, config)]
+    assert [c.ranked_ids for c in batched] == [c.ranked_ids for c in alone]
+    assert [c.ids for c in batched] == [c.ids for c in alone]
+    fused = [system.context(q, config.with_values({"reranker": "none"})) for q in questions]
+    assert [c.ranked_ids for c in batched] != [c.ranked_ids for c in fused]
+    # Each question's latency is its own work, not the shard's up to its answer.
+    began = time.perf_counter()
+    rows, _ = system.evaluate(config, test)
+    wall = time.perf_counter() - began
+    latencies = [r["latency_ms"] / 1000.0 for r in rows]
+    assert all(s > 0 for s in latencies) and sum(latencies) <= wall

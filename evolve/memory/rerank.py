@@ -193,14 +193,11 @@ def candidate_features(c: Candidates, depth: int) -> tuple[np.ndarray, np.ndarra
     return top, out
 
 
-def reranked_by_model(c: Candidates, depth: int, model: "RerankModel"
-                      ) -> tuple[np.ndarray, np.ndarray]:
-    """(scores, order) after the model reorders the best ``depth`` fused units: they rank
-    first, by the model's score (fused order breaking ties), the others after them as fused."""
-    top, features = candidate_features(c, depth)
-    if len(top) < 2:
-        return c.fused, c.order
-    predicted = model.predict(features, c.question.conversation_id)
+def reordered(c: Candidates, top: np.ndarray, predicted: np.ndarray
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """(scores, order) of ``c`` once the model scored its best units ``top`` (the first of
+    ``candidate_features``): they rank first, by the model's score (fused order breaking ties),
+    the others after them as fused."""
     new_top = top[np.lexsort((np.arange(len(top)), -predicted))]
     order = np.concatenate([new_top, c.order[len(top):]])
     # Scores consistent with the order (MMR and the context read them): the reranked units lie
@@ -275,8 +272,25 @@ class RerankModel:
             self._of_conversation.update(dict.fromkeys(fold["conversations"], booster))
 
     def predict(self, features: np.ndarray, conversation_id: str) -> np.ndarray:
-        booster = self._of_conversation.get(conversation_id, self._full)
-        return np.asarray(booster.predict(features, num_threads=1), dtype=float)
+        return self.predict_many([(features, conversation_id)])[0]
+
+    def predict_many(self, batch: Sequence[tuple[np.ndarray, str]]) -> list[np.ndarray]:
+        """The scores of several questions' candidates, (features, conversation id) each, with
+        one call per model: a call costs about 0.2 ms beyond its rows (LightGBM sets up its
+        predictor), a third of what 150 candidates cost. Rows are scored independently, so
+        each question's scores are those it gets alone."""
+        members: dict[int, tuple[Any, list[int]]] = {}
+        for i, (_, conversation_id) in enumerate(batch):
+            booster = self._of_conversation.get(conversation_id, self._full)
+            members.setdefault(id(booster), (booster, []))[1].append(i)
+        out: list[np.ndarray] = [np.empty(0)] * len(batch)
+        for booster, indexes in members.values():
+            scores = np.asarray(booster.predict(np.vstack([batch[i][0] for i in indexes]),
+                                                num_threads=1), dtype=float)
+            ends = np.cumsum([len(batch[i][0]) for i in indexes])
+            for i, part in zip(indexes, np.split(scores, ends[:-1])):
+                out[i] = part
+        return out
 
 
 def _fit(groups: Sequence[tuple[str, str, np.ndarray, np.ndarray]]) -> str:

@@ -27,8 +27,8 @@ from evolve.memory.llm_query import QueryTexts, query_texts
 from evolve.memory.multihop import multihop_scores
 from evolve.memory.packing import pack_context
 from evolve.memory.query import ProcessedQuery, process_query
-from evolve.memory.rerank import (Candidates, RerankModel, model_for, model_key,
-                                  reranked_by_model, uses_reranker)
+from evolve.memory.rerank import (Candidates, RerankModel, candidate_features, model_for,
+                                  model_key, reordered, uses_reranker)
 from evolve.memory.retrievers import RETRIEVERS, DenseRetriever, minmax, score_key
 from evolve.memory.time_prior import apply_time
 from evolve.memory.units import MemoryUnit, UnitSet, build_units, extend_units, unit_text
@@ -37,6 +37,9 @@ from search_space.config import RetrievalConfig
 from search_space.dimensions import DIMENSIONS
 #: Retriever settings whose per-question scores a conversation keeps (most recently used).
 SCORE_SETTINGS_KEPT = 16
+#: Questions ranked before the learned reranker scores their candidates in one call per model
+#: (see RerankModel.predict_many); a larger batch saves little and holds more rankings at once.
+RERANK_BATCH = 32
 
 
 @dataclass
@@ -247,6 +250,26 @@ class RetrievedContext:
         return [u.id for u in self.ranked]
 
 
+@dataclass
+class _Ranking:
+    """A question's ranking between retrieval and packing (see MemorySystem._contexts)."""
+
+    question: Question
+    question_type: str | None
+    cfg: RetrievalConfig
+    units: UnitSet
+    query: ProcessedQuery
+    fused: np.ndarray
+    order: np.ndarray
+    operator: QueryTexts
+    seconds: float = 0.0
+    #: While the learned reranker's scores are pending: its candidates, their best units and
+    #: those units' features.
+    candidates: Candidates | None = None
+    top: np.ndarray | None = None
+    features: np.ndarray | None = None
+
+
 class MemorySystem:
     """Retrieves and answers for the questions of a shard of conversations, keeping indexes
     warm between configs."""
@@ -407,7 +430,9 @@ class MemorySystem:
         """The MemoryPipeline method: each question's context and answer."""
         # Retrieval runs here, one question after another (its indexes are shared state); the
         # answers, which mostly wait on the LLM, run `concurrency` at a time.
-        retrieved = [self._retrieve(question, config) for question in questions]
+        questions = list(questions)
+        retrieved = [(question, config, context, seconds) for question, (context, seconds)
+                     in zip(questions, self._contexts(questions, config))]
         concurrency = self._llm_concurrency(config)
         if concurrency > 1 and len(retrieved) > 1:
             with ThreadPoolExecutor(max_workers=concurrency) as pool:
@@ -426,13 +451,52 @@ class MemorySystem:
         """The context for a question: its type's settings, query processing, retrieval,
         fusion, session scores, feedback, multi-hop, reranking, MMR, neighbour expansion and
         packing."""
+        return self._contexts([question], config)[0][0]
+
+    def _contexts(self, questions: list[Question], config: RetrievalConfig
+                  ) -> list[tuple[RetrievedContext, float]]:
+        """Each question's context and the seconds spent on it alone. RERANK_BATCH questions
+        are ranked at a time, and the learned reranker scores the candidates of all of them at
+        once (each question is charged its rows' share of that call)."""
+        out: list[tuple[RetrievedContext, float]] = []
+        for begin in range(0, len(questions), RERANK_BATCH):
+            rankings = [self._ranking(q, config) for q in questions[begin:begin + RERANK_BATCH]]
+            pending = [r for r in rankings if r.features is not None]
+            if pending:
+                started = time.perf_counter()
+                scored = self._rerank_model(config).predict_many(
+                    [(r.features, r.question.conversation_id) for r in pending])
+                per_row = (time.perf_counter() - started) / sum(len(r.features) for r in pending)
+                for r, predicted in zip(pending, scored):
+                    started = time.perf_counter()
+                    r.fused, r.order = reordered(r.candidates, r.top, predicted)
+                    r.seconds += per_row * len(predicted) + time.perf_counter() - started
+            for r in rankings:
+                started = time.perf_counter()
+                context = self._packed(r)
+                out.append((context, r.seconds + time.perf_counter() - started))
+        return out
+
+    def _ranking(self, question: Question, config: RetrievalConfig) -> "_Ranking":
+        """A question's ranking up to the learned reranker, whose features it holds (the
+        scores are filled in by _contexts)."""
+        started = time.perf_counter()
         question_type = self.question_type(question, config)
         cfg = config.for_type(question_type)
         units, query, scores, fused, order, operator = self._fused_ranking(question, cfg)
+        ranking = _Ranking(question, question_type, cfg, units, query, fused, order, operator)
         if uses_reranker(cfg):
-            fused, order = reranked_by_model(
-                self._candidates(question, cfg, units, query, scores, fused, order),
-                cfg.rerank_depth, self._rerank_model(config))
+            self._rerank_model(config)      # a missing model fails here, before any work waits
+            candidates = self._candidates(question, cfg, units, query, scores, fused, order)
+            top, features = candidate_features(candidates, cfg.rerank_depth)
+            if len(top) >= 2:
+                ranking.candidates, ranking.top, ranking.features = candidates, top, features
+        ranking.seconds = time.perf_counter() - started
+        return ranking
+
+    def _packed(self, r: "_Ranking") -> RetrievedContext:
+        """The context of a finished ranking: MMR, neighbour expansion and packing."""
+        question, cfg, units, fused, order = r.question, r.cfg, r.units, r.fused, r.order
         vectors = (self._ensure_dense().unit_vectors(units, cfg.embedding_model)
                    if cfg.mmr_lambda < 1.0 else None)
         selected_idx = mmr_select(order, fused, vectors, cfg.top_k, cfg.mmr_lambda)
@@ -452,7 +516,7 @@ class MemorySystem:
         dated_lines = cfg.include_dates and not cfg.session_headers
         return RetrievedContext(
             question=question.text, conversation_id=question.conversation_id,
-            question_type=question_type,
+            question_type=r.question_type,
             units=tuple(ContextUnit(
                 id=u.id, text=u.rendered(dated_lines),
                 score=float(fused[units.index_of[u.id]]) if u.id in units.index_of else None,
@@ -460,8 +524,8 @@ class MemorySystem:
                 session_index=u.session_index, turn_ids=u.turn_ids)
                 for u in packing.context_units),
             text=packing.text, tokens=packing.tokens, ranked=tuple(ranked),
-            selected=tuple(selected), packed=tuple(packing.packed), query=query,
-            llm_calls=operator.calls)
+            selected=tuple(selected), packed=tuple(packing.packed), query=r.query,
+            llm_calls=r.operator.calls)
 
     def candidates(self, question: Question, config: RetrievalConfig
                    ) -> tuple[Candidates, RetrievalConfig]:
@@ -580,12 +644,10 @@ class MemorySystem:
                                       dates_in_context=cfg.include_dates or cfg.session_headers)
         return extracted.text, extracted.abstained, None, calls
 
-    def _retrieve(self, question: Question, config: RetrievalConfig) -> tuple:
-        start = time.perf_counter()
-        return question, config, self.context(question, config), start
-
     def _answered(self, question: Question, config: RetrievalConfig, context: RetrievedContext,
-                  start: float) -> Retrieval:
+                  context_s: float) -> Retrieval:
+        """``context_s``: the seconds its retrieval took (its own, see _contexts)."""
+        start = time.perf_counter() - context_s
         answer, abstained, invalid, calls = self.answer(question, config, context)
         return Retrieval(question_id=question.id, ranked=context.ranked, packed=context.packed,
                          selected=context.selected, context_ids=context.ids,
