@@ -191,3 +191,45 @@ def test_batched_scoring_ranks_as_one_question_at_a_time_and_charges_each_its_ow
     wall = time.perf_counter() - began
     latencies = [r["latency_ms"] / 1000.0 for r in rows]
     assert all(s > 0 for s in latencies) and sum(latencies) <= wall
+
+
+def test_a_config_that_changes_only_what_follows_ranking_reuses_the_kept_rankings(
+        benchmark, split, config, monkeypatch):
+    from evolve.memory.system import MemorySystem
+
+    after = config.with_values({"top_k": 3, "context_budget": 300, "span_packing": True,
+                                "neighbor_expansion": 1})
+    other_bm25 = config.with_values({"bm25_k1": 0.6})
+    with Evaluator(benchmark, workers=0) as evaluator:
+        # Trains the two models (BM25's k1 changes the reranker's features).
+        evaluate_configs(evaluator, [config, other_bm25], _ids(benchmark, split, "dev"),
+                         part="dev", objective="recall_in_context")
+        artefacts = dict(evaluator.artefacts)
+    test = _ids(benchmark, split, "test")
+
+    def fresh(cfg):
+        system = MemorySystem(benchmark.conversations, benchmark.questions,
+                              artefacts=artefacts)
+        return [{k: v for k, v in r.items() if k != "latency_ms"}
+                for r in system.evaluate(cfg, test)[0]]
+
+    expected_after, expected_bm25 = fresh(after), fresh(other_bm25)
+    system = MemorySystem(benchmark.conversations, benchmark.questions, artefacts=artefacts)
+    system.evaluate(config, test)
+    ranked = []
+    real = MemorySystem._fused_ranking
+    monkeypatch.setattr(MemorySystem, "_fused_ranking",
+                        lambda self, q, cfg: ranked.append(q.id) or real(self, q, cfg))
+
+    def rows(cfg):
+        return [{k: v for k, v in r.items() if k != "latency_ms"}
+                for r in system.evaluate(cfg, test)[0]]
+
+    assert rows(after) == expected_after and ranked == []
+    # BM25's k1 changes the ranking: every question is ranked again.
+    assert rows(other_bm25) == expected_bm25 and sorted(ranked) == sorted(test)
+    # A conversation that grows has other units: its old rankings are gone.
+    ranked.clear()
+    system.add_conversation(benchmark.conversations[0])
+    rows(config)
+    assert sorted(ranked) == sorted(test)

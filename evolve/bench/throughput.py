@@ -193,6 +193,9 @@ def _measure(spec: dict[str, Any]) -> list[dict[str, Any]]:
                              {"workers": spec["workers"]})
             phase("cold", store, True)
             phase("warm-store", store, False)
+            # Indexes and embeddings warm, rankings not: the kept ones would answer every
+            # config of this phase (the 8 configs still share theirs, as a search's do).
+            evaluator.on_shards(_forget_rankings)
             phase("warm-indexes", None, False)
         else:
             # Every outcome is in the store: a rerun never starts Ray at all.
@@ -200,6 +203,13 @@ def _measure(spec: dict[str, Any]) -> list[dict[str, Any]]:
             phase("new-process-compute", None, True)
     evaluator.close()
     return rows
+
+
+def _forget_rankings(system: Any) -> None:
+    """On a shard: drop the rankings its memory system keeps, if it keeps any."""
+    forget = getattr(system, "forget_rankings", None)
+    if forget is not None:
+        forget()
 
 
 if __name__ == "__main__":

@@ -103,9 +103,15 @@ def needs_model(config: Any) -> bool:
     return any(uses_reranker(config.for_type(t)) for t in (None, *config.overrides))
 
 
+def ranking_fields(config: Any) -> list[str]:
+    """The dimensions a question's ranking up to and including the reranker reads (what the
+    reranker's features read, and what a kept ranking is keyed by)."""
+    return [d.name for d in config.dimensions if d.group not in AFTER_RERANK_GROUPS]
+
+
 def model_key(config: Any, embedder: Any) -> str:
     """The cache key of the model a config reranks with: everything its training reads."""
-    feature_fields = [d.name for d in config.dimensions if d.group not in AFTER_RERANK_GROUPS]
+    feature_fields = ranking_fields(config)
     import lightgbm
 
     body = {"format": FORMAT, "seed": SEED, "lightgbm": lightgbm.__version__,

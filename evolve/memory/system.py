@@ -6,9 +6,11 @@ answer, for every question of a shard of conversations; one implementation of
 `evolve.Memory.search` serves it to an agent."""
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from typing import Any, Iterable
 
@@ -28,7 +30,7 @@ from evolve.memory.multihop import multihop_scores
 from evolve.memory.packing import pack_context
 from evolve.memory.query import ProcessedQuery, process_query
 from evolve.memory.rerank import (Candidates, RerankModel, candidate_features, model_for,
-                                  model_key, reordered, uses_reranker)
+                                  model_key, ranking_fields, reordered, uses_reranker)
 from evolve.memory.retrievers import RETRIEVERS, DenseRetriever, minmax, score_key
 from evolve.memory.time_prior import apply_time
 from evolve.memory.units import MemoryUnit, UnitSet, build_units, extend_units, unit_text
@@ -40,6 +42,14 @@ SCORE_SETTINGS_KEPT = 16
 #: Questions ranked before the learned reranker scores their candidates in one call per model
 #: (see RerankModel.predict_many); a larger batch saves little and holds more rankings at once.
 RERANK_BATCH = 32
+#: Finished rankings (each question's scores and order after the learned reranker) are kept for
+#: this many ranking settings, most recently used: a config that differs from one evaluated
+#: before only in selection, context or answer settings (top_k, the budget, packing: most of
+#: a search's edits) ranks nothing again.
+RANKINGS_KEPT = 4
+#: ... up to this many array elements (8 bytes each) per setting and process: on haystacks of
+#: LongMemEval M's size a setting's rankings would otherwise hold gigabytes.
+RANKING_ELEMENTS = 8_000_000
 
 
 @dataclass
@@ -263,11 +273,20 @@ class _Ranking:
     order: np.ndarray
     operator: QueryTexts
     seconds: float = 0.0
+    #: Its ranking key (None: not kept), and whether it came from the kept rankings.
+    key: str | None = None
+    kept: bool = False
     #: While the learned reranker's scores are pending: its candidates, their best units and
     #: those units' features.
     candidates: Candidates | None = None
     top: np.ndarray | None = None
     features: np.ndarray | None = None
+
+
+class _KeptRankings(dict):
+    """One ranking setting's finished rankings by question id, and their array elements."""
+
+    elements: int = 0
 
 
 class MemorySystem:
@@ -295,6 +314,9 @@ class MemorySystem:
         self.oracle_gold_categories = oracle_gold_categories
         self._runner: SystemRunner | None = None
         self._cross_encoders: dict[str, CrossEncoderScorer] = {}
+        #: By ranking key (see _ranking_key): question id -> (units, query, scores, order).
+        self._rankings: BoundedCache[_KeptRankings] = BoundedCache(RANKINGS_KEPT)
+        self._last_keys: tuple[RetrievalConfig, dict[str | None, str | None]] | None = None
 
     @classmethod
     def from_resources(cls, conversations: Iterable[Conversation],
@@ -319,10 +341,16 @@ class MemorySystem:
         self._runner = None
         if conversation.id in self.memories:
             self.memories[conversation.id].extend(conversation)
-            # Token maps are keyed by unit set; the replaced sets' maps are stale.
+            # Token maps are keyed by unit set; the replaced sets' maps are stale, and so are
+            # the rankings over them.
             self._token_maps.clear()
+            self.forget_rankings()
         else:
             self.memories[conversation.id] = ConversationMemory(conversation, self._retrievers)
+
+    def forget_rankings(self) -> None:
+        """Drop the kept rankings (what a measurement of ranking from warm indexes needs)."""
+        self._rankings = BoundedCache(RANKINGS_KEPT)
 
     def add_artefacts(self, artefacts: dict[str, dict[str, Any]]) -> None:
         """Learned parts (by content hash) that configs may reference."""
@@ -473,6 +501,7 @@ class MemorySystem:
                     r.seconds += per_row * len(predicted) + time.perf_counter() - started
             for r in rankings:
                 started = time.perf_counter()
+                self._keep(r)
                 context = self._packed(r)
                 out.append((context, r.seconds + time.perf_counter() - started))
         return out
@@ -483,8 +512,16 @@ class MemorySystem:
         started = time.perf_counter()
         question_type = self.question_type(question, config)
         cfg = config.for_type(question_type)
+        key = self._ranking_key(config, question_type, cfg)
+        kept = self._rankings[key].get(question.id) if key in self._rankings else None
+        if kept is not None:
+            ranking = _Ranking(question, question_type, cfg, *kept, QueryTexts(), key=key,
+                               kept=True)
+            ranking.seconds = time.perf_counter() - started
+            return ranking
         units, query, scores, fused, order, operator = self._fused_ranking(question, cfg)
-        ranking = _Ranking(question, question_type, cfg, units, query, fused, order, operator)
+        ranking = _Ranking(question, question_type, cfg, units, query, fused, order, operator,
+                           key=key)
         if uses_reranker(cfg):
             self._rerank_model(config)      # a missing model fails here, before any work waits
             candidates = self._candidates(question, cfg, units, query, scores, fused, order)
@@ -493,6 +530,35 @@ class MemorySystem:
                 ranking.candidates, ranking.top, ranking.features = candidates, top, features
         ranking.seconds = time.perf_counter() - started
         return ranking
+
+    def _ranking_key(self, config: RetrievalConfig, question_type: str | None,
+                     cfg: RetrievalConfig) -> str | None:
+        """What a question's finished ranking under ``cfg`` (the settings of its type in
+        ``config``) depends on: the settings before selection, the embedder and the reranker's
+        model. None where rankings are not kept: the LLM query operators' calls are made and
+        priced by each evaluation. Computed once per config and type, not per question."""
+        if self._last_keys is None or self._last_keys[0] is not config:
+            self._last_keys = (config, {})
+        keys = self._last_keys[1]
+        if question_type not in keys:
+            body = {"fields": {name: getattr(cfg, name) for name in ranking_fields(cfg)},
+                    "embedder": asdict(self._embedder_spec),
+                    "model": model_key(config, self._embedder_spec)
+                    if uses_reranker(cfg) else None}
+            keys[question_type] = None if cfg.llm_query != "off" else hashlib.sha256(
+                json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()[:16]
+        return keys[question_type]
+
+    def _keep(self, r: "_Ranking") -> None:
+        if r.key is None or r.kept:
+            return
+        if r.key not in self._rankings:
+            self._rankings[r.key] = _KeptRankings()
+        kept = self._rankings[r.key]
+        size = len(r.fused) + len(r.order)
+        if kept.elements + size <= RANKING_ELEMENTS:
+            kept[r.question.id] = (r.units, r.query, r.fused, r.order)
+            kept.elements += size
 
     def _packed(self, r: "_Ranking") -> RetrievedContext:
         """The context of a finished ranking: MMR, neighbour expansion and packing."""
