@@ -87,6 +87,25 @@ def test_a_search_returns_units_with_ids_text_scores_dates_and_tokens():
     assert context.text.splitlines() == [u.text for u in context.units]
 
 
+def test_the_same_question_in_two_conversations_and_after_new_turns_ranks_anew():
+    # The kept rankings (by ranking setting) must neither serve one conversation's ranking to
+    # another nor outlive the turns they ranked.
+    memory = Memory.from_config(load_preset("weak"))
+    memory.add("ab", [("Alice", "I adopted a cat named Miso."), ("Bob", "I went to Utah.")],
+               date="2023-05-08")
+    memory.add("cd", [("Carl", "My dog is called Rex."), ("Dana", "Nice, a dog!")],
+               date="2023-05-08")
+    question = "What is the name of the pet?"
+    first = memory.search(question, conversation="ab")
+    assert all(u.speaker in {"Alice", "Bob"} for u in first.units)
+    assert {u.speaker for u in memory.search(question, conversation="cd").units} \
+        <= {"Carl", "Dana"}
+    memory.add("ab", [("Alice", "The pet I have now is a parrot, its name is Kiwi.")],
+               date="2023-06-01")
+    again = memory.search(question, conversation="ab")
+    assert "D2:1" in again.ids and "D2:1" not in first.ids
+
+
 def test_bad_additions_get_clear_errors():
     memory = Memory.from_config(load_preset("weak"))
     memory.add("ab", [("Alice", "hello")], date="2023-05-08")

@@ -284,7 +284,8 @@ class _Ranking:
 
 
 class _KeptRankings(dict):
-    """One ranking setting's finished rankings by question id, and their array elements."""
+    """One ranking setting's finished rankings by (conversation id, question id), and their
+    array elements."""
 
     elements: int = 0
 
@@ -314,7 +315,8 @@ class MemorySystem:
         self.oracle_gold_categories = oracle_gold_categories
         self._runner: SystemRunner | None = None
         self._cross_encoders: dict[str, CrossEncoderScorer] = {}
-        #: By ranking key (see _ranking_key): question id -> (units, query, scores, order).
+        #: By ranking key (see _ranking_key): (conversation id, question id) -> (units, query,
+        #: scores, order).
         self._rankings: BoundedCache[_KeptRankings] = BoundedCache(RANKINGS_KEPT)
         self._last_keys: tuple[RetrievalConfig, dict[str | None, str | None]] | None = None
 
@@ -513,7 +515,9 @@ class MemorySystem:
         question_type = self.question_type(question, config)
         cfg = config.for_type(question_type)
         key = self._ranking_key(config, question_type, cfg)
-        kept = self._rankings[key].get(question.id) if key in self._rankings else None
+        # By conversation too: an agent's search names a question by its text and date only.
+        where = (question.conversation_id, question.id)
+        kept = self._rankings[key].get(where) if key in self._rankings else None
         if kept is not None:
             ranking = _Ranking(question, question_type, cfg, *kept, QueryTexts(), key=key,
                                kept=True)
@@ -557,7 +561,8 @@ class MemorySystem:
         kept = self._rankings[r.key]
         size = len(r.fused) + len(r.order)
         if kept.elements + size <= RANKING_ELEMENTS:
-            kept[r.question.id] = (r.units, r.query, r.fused, r.order)
+            kept[(r.question.conversation_id, r.question.id)] = (r.units, r.query, r.fused,
+                                                                 r.order)
             kept.elements += size
 
     def _packed(self, r: "_Ranking") -> RetrievedContext:
