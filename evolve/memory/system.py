@@ -48,7 +48,8 @@ RERANK_BATCH = 32
 #: a search's edits) ranks nothing again.
 RANKINGS_KEPT = 4
 #: ... up to this many array elements (8 bytes each) per setting and process: on haystacks of
-#: LongMemEval M's size a setting's rankings would otherwise hold gigabytes.
+#: LongMemEval M's size (about 1.5M tokens a question) a setting's rankings would otherwise hold
+#: hundreds of megabytes.
 RANKING_ELEMENTS = 8_000_000
 
 
@@ -554,6 +555,7 @@ class MemorySystem:
         return keys[question_type]
 
     def _keep(self, r: "_Ranking") -> None:
+        """Keep a freshly finished ranking under its key, while its setting has room."""
         if r.key is None or r.kept:
             return
         if r.key not in self._rankings:
