@@ -28,6 +28,9 @@ OBJECTIVES = {
     "answer_f1": "official LoCoMo answer score of the answer",
     "judge": "LLM judge verdict (needs --judge-model)",
 }
+#: Objectives that score the retrieved context only: how the answer is asked for, ordered or
+#: withheld (answer style, packing order, abstention) cannot move them.
+RETRIEVAL_OBJECTIVES = ("recall_in_context", "recall_at_k")
 #: Version of everything that turns a (config, question) into an outcome row besides the config:
 #: units, retrieval, packing, answering and the scorers. Part of every stored row's context key;
 #: bump it when a change alters any stored column, so older rows are recomputed, not reused.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from benchmarks import load_benchmark
 from benchmarks.splits import make_split
-from evolve.diagnosers.base import Attempt, DiagnosisContext, Edit
+from evolve.diagnosers.base import Attempt, DiagnosisContext, Edit, Proposal
 from evolve.diagnosers.rules import RulesDiagnoser
 from evolve.evaluation import Evaluator, evaluate_configs
 from evolve.store import RunStore
@@ -131,3 +131,84 @@ def test_the_learned_reranker_is_offered_for_evidence_outside_the_kept_ranks():
 
 def _edits(edits_list) -> set[tuple]:
     return {(edit.field, edit.value, edit.category) for edits in edits_list for edit in edits}
+
+
+class _Buckets:
+    """A store whose failure query returns fixed buckets (the rules' own arithmetic on them)."""
+
+    def __init__(self, rows: list[dict]) -> None:
+        self.rows = rows
+
+    def query(self, sql: str, params: list) -> list[dict]:
+        return [dict(row) for row in self.rows]
+
+
+def _context(incumbent, rows, objective="recall_in_context", history=()):
+    return DiagnosisContext(
+        store=_Buckets(rows), run_id="r", round=1, incumbent=incumbent, benchmark_key="b",
+        question_ids=["q"], objective=objective, max_context_tokens=1000,
+        history=list(history), seed=0, n_proposals=4)
+
+
+def test_answer_buckets_are_failures_only_of_an_objective_that_scores_answers():
+    from evolve.diagnosers.rules import failure_buckets
+
+    rows = [{"category": "1", "bucket": "in_context_answered_wrong", "n": 9, "mean_rank": 1.0},
+            {"category": "2", "bucket": "temporal_wrong_date", "n": 5, "mean_rank": 1.0},
+            {"category": "5", "bucket": "adversarial_false_answer", "n": 4, "mean_rank": None},
+            {"category": "1", "bucket": "ranked_below_cut", "n": 3, "mean_rank": 30.0}]
+    weak = load_preset("weak")
+    for objective in ("recall_in_context", "recall_at_k"):
+        assert [r["bucket"] for r in failure_buckets(_context(weak, rows, objective))] == \
+            ["ranked_below_cut"]
+        proposed = RulesDiagnoser().propose(_context(weak, rows, objective))
+        assert not _fields(p.edits for p in proposed) & {"packing_order", "abstain_threshold",
+                                                         "answer_style"}
+    assert len(failure_buckets(_context(weak, rows, "answer_f1"))) == 4
+    assert "abstain_threshold" in _fields(p.edits for p in RulesDiagnoser().propose(
+        _context(weak, rows, "answer_f1")))
+
+
+def test_an_edit_that_cannot_be_made_takes_no_place_in_its_buckets_order():
+    from evolve.diagnosers.rules import RULES, edit_scores
+
+    rows = [{"category": "1", "bucket": "ranked_below_cut", "n": 12, "mean_rank": 60.0}]
+    # top_k at its bound: both top_k steps (the rule's first two edits) change nothing.
+    full = load_preset("weak").with_values({"top_k": 50})
+    order = RULES["ranked_below_cut"](full, "1")
+    assert order[0] == (Edit("top_k", 50),) and order[1] == (Edit("top_k", 50, "1"),)
+    scores, _ = edit_scores(_context(full, rows))
+    assert (Edit("top_k", 50),) not in scores
+    assert scores[order[2]] == 12 and scores[order[3]] == 6
+    # An edit tried with no effect leaves its place to the next one.
+    inert = Attempt(1, "rules", Proposal(order[2], "", "rules").edit_json(), 0.0, "rejected")
+    scores, _ = edit_scores(_context(full, rows, history=[inert]))
+    assert order[2] not in scores and scores[order[3]] == 12
+
+
+def test_evidence_kept_in_the_top_k_but_cut_by_the_budget_is_packed_out(tmp_path):
+    from evolve.diagnosers.rules import RULES, failure_buckets
+
+    bench = load_benchmark("synthetic", conversations=2, sessions=3, turns=8, questions=6)
+    split = make_split(bench, "all")
+    ids = [q.id for q in bench.questions]
+    # Twenty units kept, room for about one: much evidence is ranked, kept, and not packed.
+    tight = load_preset("weak").with_values({"top_k": 20, "context_budget": 100})
+    with RunStore(tmp_path / "m.duckdb") as store:
+        store.create_run("evolve-rules", "evolve", bench, split, {})
+        evaluate_configs(Evaluator(bench, workers=0), [tight], ids, part="dev",
+                         objective="recall_in_context", store=store, run_id="evolve-rules")
+        context = DiagnosisContext(
+            store=store, run_id="evolve-rules", round=1, incumbent=tight,
+            benchmark_key=bench.key, question_ids=ids, objective="recall_in_context",
+            max_context_tokens=1000, history=[], seed=0, n_proposals=4)
+        packed_out = [r for r in failure_buckets(context) if r["bucket"] == "packed_out"]
+        kept = store.query("SELECT count(*) AS n FROM question_results WHERE config_hash = ? "
+                           "AND recall_in_context < recall_at_k", [tight.config_hash])
+    # (Adversarial questions answered falsely are their own bucket, whatever their recall.)
+    assert packed_out and 0 < sum(r["n"] for r in packed_out) <= kept[0]["n"]
+    # A wider top_k cannot help what the budget cut; a cheaper unit or a better order can.
+    edits = RULES["packed_out"](tight, "1")
+    assert "top_k" not in _fields(edits)
+    assert {"passage_tokens", "reranker", "session_weight"} <= _fields(edits)
+

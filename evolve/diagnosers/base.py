@@ -92,9 +92,14 @@ class DiagnosisContext:
         return type(self.incumbent)
 
     def admissible(self, proposal: Proposal) -> SpaceConfig | None:
-        """The proposal's config if it is valid, within the token cap and not tried yet."""
+        """The proposal's config if it is valid, within the token cap, not tried yet and not
+        the incumbent in other words (a per-type override to the value the type has already:
+        another hash, the same outcomes)."""
         try:
             config = proposal.apply(self.incumbent)
+            if all(self.incumbent.value(e.field, e.category) == e.value
+                   for e in proposal.edits):
+                return None
         except ConfigError:
             return None
         if max(context_budgets(config)) > self.max_context_tokens:
