@@ -93,6 +93,8 @@ def test_search_writes_the_curves_png_and_the_markdown_table(searched):
     text = (root / "out" / "search.md").read_text()
     assert "memevolve bench search --smoke" in text and "| hill-climber | 6 | 2 x 2 |" in text
     assert "- budget 6: " in text and "smallest dev-test gap" in text
+    # memevolve's own run store is kept for every fold and seed, none overwritten by the next.
+    assert len(list((root / "out").glob("*/memevolve-*.duckdb"))) == 2 * 2
 
 
 def test_the_smoke_folds_test_disjoint_conversations_and_tune_on_the_rest(searched):

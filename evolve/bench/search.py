@@ -217,7 +217,9 @@ def _memevolve(setup: SearchSetup, evaluator: Evaluator, budget: int, seed: int)
     with tempfile.TemporaryDirectory(prefix="memevolve-bench-") as scratch:
         folder = setup.keep_runs or Path(scratch)
         folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"memevolve-{setup.split.name}-b{budget}-s{seed}.duckdb"
+        # The split's seed as well as its name: LongMemEval's folds are all "stratified".
+        path = folder / (f"memevolve-{setup.split.name}-{setup.split.seed}-b{budget}-s{seed}"
+                         ".duckdb")
         path.unlink(missing_ok=True)
         with RunStore(path) as store:
             outcome = evolve(store, settings, evaluator=evaluator, split=setup.split)
