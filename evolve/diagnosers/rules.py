@@ -61,7 +61,7 @@ def failure_buckets(context: DiagnosisContext) -> list[dict[str, Any]]:
     """(category, bucket, n, mean_rank) for the incumbent's failing dev questions. Under a
     retrieval objective a wrong answer with its evidence in context is no failure: its edits
     (answer style, packing order, abstention) would each cost an evaluation that changes
-    nothing, once per question type (on LongMemEval oracle, 6 of a budget of 30)."""
+    nothing, once per question type (on LongMemEval oracle, 6 candidates in a budget of 30)."""
     rows = context.store.query(BUCKET_SQL, [context.incumbent.config_hash,
                                             context.benchmark_key, context.question_ids])
     if context.objective in RETRIEVAL_OBJECTIVES:
