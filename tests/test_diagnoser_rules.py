@@ -178,7 +178,9 @@ def test_an_edit_that_cannot_be_made_takes_no_place_in_its_buckets_order():
     order = RULES["ranked_below_cut"](full, "1")
     assert order[0] == (Edit("top_k", 50),) and order[1] == (Edit("top_k", 50, "1"),)
     scores, _ = edit_scores(_context(full, rows))
-    assert (Edit("top_k", 50),) not in scores
+    # Nor does a per-type override to the value the type already has (another hash, the same
+    # outcomes): it is not admissible at all.
+    assert (Edit("top_k", 50),) not in scores and (Edit("top_k", 50, "1"),) not in scores
     assert scores[order[2]] == 12 and scores[order[3]] == 6
     # An edit tried with no effect leaves its place to the next one.
     inert = Attempt(1, "rules", Proposal(order[2], "", "rules").edit_json(), 0.0, "rejected")
