@@ -310,9 +310,11 @@ def _round(store: RunStore, run_id: str, settings: EvolveSettings, state: _State
             mode = "explore"
     if mode == "explore":
         proposals = explore(context)
-    # The union of last round's significant edits comes first: the guard took only the best.
+    # The union of last round's significant edits comes first: the guard took only the best;
+    # then the union of the edits that gained on this incumbent, each too little to prove.
     proposals = first_admissible(context, [*combined(store, run_id, number - 1, guard),
-                                           *proposals])
+                                           *pooled(store, run_id, state.incumbent.config_hash,
+                                                   guard), *proposals])
     if not proposals:
         _finish(store, run_id, state, "converged", "no untried admissible edit is left",
                 settings.seed, began, context=context)
@@ -485,6 +487,34 @@ def combined(store: RunStore, run_id: str, number: int, guard: Guard) -> list[Pr
 
 #: The proposer name of combined candidates in the run store.
 COMBINER = "combine"
+
+
+def pooled(store: RunStore, run_id: str, incumbent_hash: str, guard: Guard) -> list[Proposal]:
+    """The union of the edits that gained at least the minimum effect on the incumbent, each
+    rejected as not significant (largest gain first, one edit per field and question type):
+    a test over a few hundred questions cannot tell a +0.01 gain from noise, while several such
+    gains together can be told. The union faces the same guard, and the pool empties whenever
+    the incumbent moves (gains measured on another incumbent say little about this one)."""
+    rows = store.query("SELECT edit_json FROM candidates WHERE run_id = ? AND parent_hash = ? "
+                       "AND decision = 'rejected' AND delta >= ? AND proposer <> ? "
+                       "ORDER BY delta DESC, round, candidate",
+                       [run_id, incumbent_hash, guard.min_effect, POOLER])
+    union: list[Edit] = []
+    parts = 0
+    for row in rows:
+        edits = [Edit(**e) for e in json.loads(row["edit_json"])]
+        if {(e.field, e.category) for e in edits} & {(e.field, e.category) for e in union}:
+            continue
+        union.extend(edits)
+        parts += 1
+    if parts < 2:
+        return []
+    return [Proposal(tuple(union), f"union of {parts} edits that each gained on this "
+                     "incumbent, too little to be significant alone", POOLER)]
+
+
+#: The proposer name of pooled candidates in the run store.
+POOLER = "pool"
 
 
 def _finish(store: RunStore, run_id: str, state: _State, status: str, reason: str, seed: int,

@@ -171,7 +171,7 @@ CREATE TABLE IF NOT EXISTS candidates (
     candidate      INTEGER NOT NULL,
     parent_hash    VARCHAR NOT NULL,
     config_hash    VARCHAR,                  -- NULL: an invalid proposal (outside the space)
-    proposer       VARCHAR NOT NULL,         -- rules | llm | explore | combine
+    proposer       VARCHAR NOT NULL,         -- rules | llm | explore | combine | pool
     edit_json      VARCHAR NOT NULL,
     rationale      VARCHAR NOT NULL,
     dev_score      DOUBLE,

@@ -10,7 +10,8 @@ import optuna
 import pytest
 
 from evolve.diagnosers.base import Attempt, DiagnosisContext
-from evolve.evolution import (COMBINER, EvolveSettings, _affordable, _State, combined, evolve)
+from evolve.evolution import (COMBINER, POOLER, EvolveSettings, _affordable, _State, combined,
+                              evolve, pooled)
 from evolve.explore import (PROPOSER, RADIUS_MIN, RADIUS_START, explore, near, trust_region,
                             usable_dimensions)
 from evolve.meta import Guard
@@ -140,6 +141,30 @@ def test_significant_runners_up_are_combined_on_top_of_the_winner(tmp_path, loco
     assert all(p.proposer == COMBINER for p in proposals)
     assert [[edit.label() for edit in p.edits] for p in proposals] == [
         ["top_k[2]=8", "bm25_k1=1.5"], ["top_k[2]=8"], ["bm25_k1=1.5"]]
+
+
+def test_gains_too_small_to_prove_on_the_incumbent_are_pooled_into_one_union(tmp_path, locomo):
+    from benchmarks.splits import make_split
+
+    e = lambda field, value, category=None: {"field": field, "value": value,
+                                              "category": category}
+    row = lambda i, edits, delta, parent="p", decision="rejected", proposer="rules": {
+        **_candidate(1, i, edits, decision, delta, -0.01), "parent_hash": parent,
+        "proposer": proposer}
+    with RunStore(tmp_path / "m.duckdb") as store:
+        store.create_run("r", "evolve", locomo, make_split(locomo), {})
+        store.insert_rows("candidates", [
+            row(0, [e("bm25_stopwords", True)], 0.006),
+            row(1, [e("reranker", "ltr")], 0.011),
+            row(2, [e("reranker", "none"), e("top_k", 9)], 0.008),   # reranker taken already
+            row(3, [e("top_k", 12)], 0.004),                          # below the minimum effect
+            row(4, [e("mmr_lambda", 0.5)], 0.02, parent="old"),       # another incumbent's
+            row(5, [e("fusion", "rrf")], 0.03, decision="screened"),  # never faced the guard
+            row(6, [e("session_weight", 0.4)], 0.05, proposer=POOLER)])  # a union itself
+        proposals = pooled(store, "r", "p", Guard())
+        assert pooled(store, "r", "old", Guard()) == []   # one gain alone is no pool
+    assert [(p.proposer, [edit.label() for edit in p.edits]) for p in proposals] == [
+        (POOLER, ["reranker=ltr", "bm25_stopwords=True"])]
 
 
 def test_a_round_fits_the_budget_counting_screened_candidates_by_share():
