@@ -153,10 +153,14 @@ def _context(incumbent, rows, objective="recall_in_context", history=()):
 def test_answer_buckets_are_failures_only_of_an_objective_that_scores_answers():
     from evolve.diagnosers.rules import failure_buckets
 
-    rows = [{"category": "1", "bucket": "in_context_answered_wrong", "n": 9, "mean_rank": 1.0},
-            {"category": "2", "bucket": "temporal_wrong_date", "n": 5, "mean_rank": 1.0},
-            {"category": "5", "bucket": "adversarial_false_answer", "n": 4, "mean_rank": None},
-            {"category": "1", "bucket": "ranked_below_cut", "n": 3, "mean_rank": 30.0}]
+    rows = [{"category": "1", "bucket": "in_context_answered_wrong", "n": 9, "mean_rank": 1.0,
+             "mean_tokens": 990.0},
+            {"category": "2", "bucket": "temporal_wrong_date", "n": 5, "mean_rank": 1.0,
+             "mean_tokens": 990.0},
+            {"category": "5", "bucket": "adversarial_false_answer", "n": 4, "mean_rank": None,
+             "mean_tokens": 990.0},
+            {"category": "1", "bucket": "ranked_below_cut", "n": 3, "mean_rank": 30.0,
+             "mean_tokens": 990.0}]
     weak = load_preset("weak")
     for objective in ("recall_in_context", "recall_at_k"):
         assert [r["bucket"] for r in failure_buckets(_context(weak, rows, objective))] == \
@@ -169,10 +173,26 @@ def test_answer_buckets_are_failures_only_of_an_objective_that_scores_answers():
         _context(weak, rows, "answer_f1")))
 
 
+def test_top_k_widens_as_far_as_the_unused_context_budget_holds():
+    from evolve.diagnosers.rules import bucket_edits
+
+    weak = load_preset("weak").with_values({"top_k": 5, "context_budget": 1000})
+    # Contexts that used a fifth of the budget: five times the units, in one edit.
+    assert bucket_edits(weak, "ranked_below_cut", "1", 200.0)[:2] == [
+        (Edit("top_k", 25),), (Edit("top_k", 25, "1"),)]
+    # A full budget (or nothing measured): the 1.6 step, as before.
+    for tokens in (990.0, None):
+        assert bucket_edits(weak, "ranked_below_cut", "1", tokens)[0] == (Edit("top_k", 8),)
+    rows = [{"category": "1", "bucket": "ranked_below_cut", "n": 12, "mean_rank": 9.0,
+             "mean_tokens": 250.0}]
+    assert RulesDiagnoser().propose(_context(weak, rows))[0].edits == (Edit("top_k", 20),)
+
+
 def test_an_edit_that_cannot_be_made_takes_no_place_in_its_buckets_order():
     from evolve.diagnosers.rules import RULES, edit_scores
 
-    rows = [{"category": "1", "bucket": "ranked_below_cut", "n": 12, "mean_rank": 60.0}]
+    rows = [{"category": "1", "bucket": "ranked_below_cut", "n": 12, "mean_rank": 60.0,
+             "mean_tokens": 990.0}]
     # top_k at its bound: both top_k steps (the rule's first two edits) change nothing.
     full = load_preset("weak").with_values({"top_k": 50})
     order = RULES["ranked_below_cut"](full, "1")

@@ -39,7 +39,8 @@ SELECT question_type AS category,
          WHEN answer_f1 IS NOT NULL AND answer_f1 < 0.5 THEN 'in_context_answered_wrong'
        END AS bucket,
        count(*) AS n,
-       avg(evidence_rank) AS mean_rank
+       avg(evidence_rank) AS mean_rank,
+       avg(context_tokens) AS mean_tokens
 FROM question_results
 WHERE config_hash = ? AND benchmark_key = ? AND question_id IN (SELECT unnest(?::VARCHAR[]))
   AND invalid_reason IS NULL
@@ -58,10 +59,11 @@ ANSWER_BUCKETS = ("adversarial_false_answer", "temporal_wrong_date", "in_context
 
 
 def failure_buckets(context: DiagnosisContext) -> list[dict[str, Any]]:
-    """(category, bucket, n, mean_rank) for the incumbent's failing dev questions. Under a
-    retrieval objective a wrong answer with its evidence in context is no failure: its edits
-    (answer style, packing order, abstention) would each cost an evaluation that changes
-    nothing, once per question type (on LongMemEval oracle, 6 candidates in a budget of 30)."""
+    """(category, bucket, n, mean_rank, mean_tokens) for the incumbent's failing dev
+    questions. Under a retrieval objective a wrong answer with its evidence in context is no
+    failure: its edits (answer style, packing order, abstention) would each cost an evaluation
+    that changes nothing, once per question type (on LongMemEval oracle, 6 candidates in a
+    budget of 30)."""
     rows = context.store.query(BUCKET_SQL, [context.incumbent.config_hash,
                                             context.benchmark_key, context.question_ids])
     if context.objective in RETRIEVAL_OBJECTIVES:
@@ -83,10 +85,13 @@ class _Absent(Exception):
 
 class _SpaceView:
     """The incumbent as the rules read it: reading a dimension the space lacks raises _Absent
-    (a rule names built-in dimensions; a pipeline's space may have none of them)."""
+    (a rule names built-in dimensions; a pipeline's space may have none of them). ``room`` is
+    what the bucket's failing questions measured: their context budget over the tokens their
+    contexts used (2.0: half the budget left unused)."""
 
-    def __init__(self, config: SpaceConfig) -> None:
+    def __init__(self, config: SpaceConfig, room: float = 1.0) -> None:
         self._config = config
+        self.room = room
 
     def _check(self, name: str) -> None:
         if name not in self._config.dimensions_by_name:
@@ -106,11 +111,15 @@ class _SpaceView:
         return self._config.dimensions_by_name[name].choices
 
 
-def bucket_edits(config: SpaceConfig, bucket: str, category: str | None
-                 ) -> list[tuple[Edit, ...]]:
-    """The bucket's rule, or the generic rule where the rule reads a dimension the space lacks."""
+def bucket_edits(config: SpaceConfig, bucket: str, category: str | None,
+                 mean_tokens: float | None = None) -> list[tuple[Edit, ...]]:
+    """The bucket's rule, or the generic rule where the rule reads a dimension the space lacks.
+    ``mean_tokens``: the mean context tokens of the bucket's failing questions."""
     try:
-        return RULES[bucket](_SpaceView(config), category)  # type: ignore[arg-type]
+        view = _SpaceView(config)
+        if mean_tokens and "context_budget" in config.dimensions_by_name:
+            view.room = config.value("context_budget", category) / mean_tokens
+        return RULES[bucket](view, category)  # type: ignore[arg-type]
     except _Absent:
         return generic_edits(config, bucket, category)
 
@@ -158,6 +167,13 @@ def _move(config: SpaceConfig, dim: Dimension, category: str | None, share: floa
 def _clamped(dim: Dimension, value: float) -> Any:
     value = min(max(value, dim.low), dim.high)
     return int(round(value)) if dim.kind == "int" else round(value, 3)
+
+
+def _wider_top_k(config: RetrievalConfig, category: str | None) -> tuple[Edit, ...]:
+    """top_k times 1.6, or as many times more as the budget the contexts left unused holds:
+    contexts that used a fifth of the budget hold five times the units. From ``weak`` on
+    LoCoMo, 1.6 steps took top_k from 5 to 50 in five rounds (a third of the evaluations)."""
+    return _step(config, "top_k", category, max(1.6, getattr(config, "room", 1.0)), 1, 50)
 
 
 def _step(config: RetrievalConfig, name: str, category: str | None, factor: float,
@@ -261,15 +277,15 @@ def _never_retrieved(config: RetrievalConfig, category: str) -> list[tuple[Edit,
         out.append((Edit("query_keywords", True, category),))
     out += _learned_rerank(config)
     out += _date_cues(config)
-    out.append(_step(config, "top_k", None, 1.6, 1, 50))
+    out.append(_wider_top_k(config, None))
     if config.unit == "turn":
         out.append((Edit("unit", "window"),))
     return out
 
 
 def _ranked_below_cut(config: RetrievalConfig, category: str) -> list[tuple[Edit, ...]]:
-    out = [_step(config, "top_k", None, 1.6, 1, 50),
-           _step(config, "top_k", category, 1.6, 1, 50),
+    out = [_wider_top_k(config, None),
+           _wider_top_k(config, category),
            *_cheaper_context(config, category),
            *_date_cues(config),
            *_session_prior(config, category),
@@ -316,7 +332,7 @@ def _packed_out(config: RetrievalConfig, category: str) -> list[tuple[Edit, ...]
 
 
 def _partially_retrieved(config: RetrievalConfig, category: str) -> list[tuple[Edit, ...]]:
-    out = [_step(config, "top_k", category, 1.6, 1, 50),
+    out = [_wider_top_k(config, category),
            (Edit("neighbor_expansion", min(config.value("neighbor_expansion", category) + 1, 3),
                  category),)]
     if config.value("mmr_lambda", category) > 0.6:
@@ -420,7 +436,8 @@ def edit_scores(context: DiagnosisContext
     why: dict[tuple[Edit, ...], str] = {}
     for row in failure_buckets(context):
         edits_open = [edits for edits in bucket_edits(context.incumbent, row["bucket"],
-                                                      row["category"]) if is_open(edits)]
+                                                      row["category"], row["mean_tokens"])
+                      if is_open(edits)]
         for rank, edits in enumerate(edits_open):
             # Earlier rules of a bucket are the likelier fix: discount later ones, counting
             # only the edits still open (a top_k at its bound, an edit tried and inert, one
