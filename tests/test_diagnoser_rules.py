@@ -136,31 +136,29 @@ def _edits(edits_list) -> set[tuple]:
 class _Buckets:
     """A store whose failure query returns fixed buckets (the rules' own arithmetic on them)."""
 
-    def __init__(self, rows: list[dict]) -> None:
-        self.rows = rows
+    def __init__(self, rows: list[dict], tokens: float | None = None) -> None:
+        self.rows, self.tokens = rows, tokens
 
     def query(self, sql: str, params: list) -> list[dict]:
+        if "avg(context_tokens)" in sql:   # the incumbent's mean context on dev
+            return [{"tokens": self.tokens}]
         return [dict(row) for row in self.rows]
 
 
-def _context(incumbent, rows, objective="recall_in_context", history=()):
+def _context(incumbent, rows, objective="recall_in_context", history=(), tokens=None):
     return DiagnosisContext(
-        store=_Buckets(rows), run_id="r", round=1, incumbent=incumbent, benchmark_key="b",
-        question_ids=["q"], objective=objective, max_context_tokens=1000,
+        store=_Buckets(rows, tokens), run_id="r", round=1, incumbent=incumbent,
+        benchmark_key="b", question_ids=["q"], objective=objective, max_context_tokens=1000,
         history=list(history), seed=0, n_proposals=4)
 
 
 def test_answer_buckets_are_failures_only_of_an_objective_that_scores_answers():
     from evolve.diagnosers.rules import failure_buckets
 
-    rows = [{"category": "1", "bucket": "in_context_answered_wrong", "n": 9, "mean_rank": 1.0,
-             "mean_tokens": 990.0},
-            {"category": "2", "bucket": "temporal_wrong_date", "n": 5, "mean_rank": 1.0,
-             "mean_tokens": 990.0},
-            {"category": "5", "bucket": "adversarial_false_answer", "n": 4, "mean_rank": None,
-             "mean_tokens": 990.0},
-            {"category": "1", "bucket": "ranked_below_cut", "n": 3, "mean_rank": 30.0,
-             "mean_tokens": 990.0}]
+    rows = [{"category": "1", "bucket": "in_context_answered_wrong", "n": 9, "mean_rank": 1.0},
+            {"category": "2", "bucket": "temporal_wrong_date", "n": 5, "mean_rank": 1.0},
+            {"category": "5", "bucket": "adversarial_false_answer", "n": 4, "mean_rank": None},
+            {"category": "1", "bucket": "ranked_below_cut", "n": 3, "mean_rank": 30.0}]
     weak = load_preset("weak")
     for objective in ("recall_in_context", "recall_at_k"):
         assert [r["bucket"] for r in failure_buckets(_context(weak, rows, objective))] == \
@@ -183,16 +181,17 @@ def test_top_k_widens_as_far_as_the_unused_context_budget_holds():
     # A full budget (or nothing measured): the 1.6 step, as before.
     for tokens in (990.0, None):
         assert bucket_edits(weak, "ranked_below_cut", "1", tokens)[0] == (Edit("top_k", 8),)
-    rows = [{"category": "1", "bucket": "ranked_below_cut", "n": 12, "mean_rank": 9.0,
-             "mean_tokens": 250.0}]
-    assert RulesDiagnoser().propose(_context(weak, rows))[0].edits == (Edit("top_k", 20),)
+    # Measured over the incumbent's dev contexts: one global edit for every type's failures.
+    rows = [{"category": c, "bucket": "ranked_below_cut", "n": 12, "mean_rank": 9.0}
+            for c in ("1", "2")]
+    assert RulesDiagnoser().propose(_context(weak, rows, tokens=250.0))[0].edits == \
+        (Edit("top_k", 20),)
 
 
 def test_an_edit_that_cannot_be_made_takes_no_place_in_its_buckets_order():
     from evolve.diagnosers.rules import RULES, edit_scores
 
-    rows = [{"category": "1", "bucket": "ranked_below_cut", "n": 12, "mean_rank": 60.0,
-             "mean_tokens": 990.0}]
+    rows = [{"category": "1", "bucket": "ranked_below_cut", "n": 12, "mean_rank": 60.0}]
     # top_k at its bound: both top_k steps (the rule's first two edits) change nothing.
     full = load_preset("weak").with_values({"top_k": 50})
     order = RULES["ranked_below_cut"](full, "1")

@@ -39,8 +39,7 @@ SELECT question_type AS category,
          WHEN answer_f1 IS NOT NULL AND answer_f1 < 0.5 THEN 'in_context_answered_wrong'
        END AS bucket,
        count(*) AS n,
-       avg(evidence_rank) AS mean_rank,
-       avg(context_tokens) AS mean_tokens
+       avg(evidence_rank) AS mean_rank
 FROM question_results
 WHERE config_hash = ? AND benchmark_key = ? AND question_id IN (SELECT unnest(?::VARCHAR[]))
   AND invalid_reason IS NULL
@@ -59,16 +58,26 @@ ANSWER_BUCKETS = ("adversarial_false_answer", "temporal_wrong_date", "in_context
 
 
 def failure_buckets(context: DiagnosisContext) -> list[dict[str, Any]]:
-    """(category, bucket, n, mean_rank, mean_tokens) for the incumbent's failing dev
-    questions. Under a retrieval objective a wrong answer with its evidence in context is no
-    failure: its edits (answer style, packing order, abstention) would each cost an evaluation
-    that changes nothing, once per question type (on LongMemEval oracle, 6 candidates in a
-    budget of 30)."""
+    """(category, bucket, n, mean_rank) for the incumbent's failing dev questions. Under a
+    retrieval objective a wrong answer with its evidence in context is no failure: its edits
+    (answer style, packing order, abstention) would each cost an evaluation that changes
+    nothing, once per question type (on LongMemEval oracle, 6 candidates in a budget of 30)."""
     rows = context.store.query(BUCKET_SQL, [context.incumbent.config_hash,
                                             context.benchmark_key, context.question_ids])
     if context.objective in RETRIEVAL_OBJECTIVES:
         rows = [row for row in rows if row["bucket"] not in ANSWER_BUCKETS]
     return rows
+
+
+def mean_context_tokens(context: DiagnosisContext) -> float | None:
+    """The incumbent's mean context tokens over its dev questions: one figure for every bucket
+    and type, so that a global top_k edit proposed for several of them is one edit."""
+    rows = context.store.query(
+        "SELECT avg(context_tokens) AS tokens FROM question_results WHERE config_hash = ? AND "
+        "benchmark_key = ? AND question_id IN (SELECT unnest(?::VARCHAR[])) AND "
+        "invalid_reason IS NULL", [context.incumbent.config_hash, context.benchmark_key,
+                                   context.question_ids])
+    return rows[0]["tokens"] if rows else None
 
 
 Rule = Callable[[RetrievalConfig, str], list[tuple[Edit, ...]]]
@@ -86,8 +95,8 @@ class _Absent(Exception):
 class _SpaceView:
     """The incumbent as the rules read it: reading a dimension the space lacks raises _Absent
     (a rule names built-in dimensions; a pipeline's space may have none of them). ``room`` is
-    what the bucket's failing questions measured: their context budget over the tokens their
-    contexts used (2.0: half the budget left unused)."""
+    what the incumbent measured on dev: its context budget over the tokens its contexts used
+    (2.0: half the budget left unused)."""
 
     def __init__(self, config: SpaceConfig, room: float = 1.0) -> None:
         self._config = config
@@ -114,7 +123,7 @@ class _SpaceView:
 def bucket_edits(config: SpaceConfig, bucket: str, category: str | None,
                  mean_tokens: float | None = None) -> list[tuple[Edit, ...]]:
     """The bucket's rule, or the generic rule where the rule reads a dimension the space lacks.
-    ``mean_tokens``: the mean context tokens of the bucket's failing questions."""
+    ``mean_tokens``: the incumbent's mean context tokens on dev."""
     try:
         view = _SpaceView(config)
         if mean_tokens and "context_budget" in config.dimensions_by_name:
@@ -434,9 +443,10 @@ def edit_scores(context: DiagnosisContext
 
     scores: Counter[tuple[Edit, ...]] = Counter()
     why: dict[tuple[Edit, ...], str] = {}
+    tokens = mean_context_tokens(context)
     for row in failure_buckets(context):
         edits_open = [edits for edits in bucket_edits(context.incumbent, row["bucket"],
-                                                      row["category"], row["mean_tokens"])
+                                                      row["category"], tokens)
                       if is_open(edits)]
         for rank, edits in enumerate(edits_open):
             # Earlier rules of a bucket are the likelier fix: discount later ones, counting
