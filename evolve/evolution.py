@@ -475,10 +475,7 @@ def combined(store: RunStore, run_id: str, number: int, guard: Guard) -> list[Pr
         if any((e.field, e.category) in taken for e in edits):
             continue
         groups.append(edits)
-    union: list[Edit] = []
-    for edits in groups:
-        if not {(e.field, e.category) for e in edits} & {(e.field, e.category) for e in union}:
-            union.extend(edits)
+    union, _ = _disjoint_union(groups)
     out = [Proposal(tuple(union), "union of the edits last round also found significant",
                     COMBINER)] if len(groups) > 1 else []
     return out + [Proposal(edits, "an edit last round also found significant, on top of "
@@ -499,14 +496,8 @@ def pooled(store: RunStore, run_id: str, incumbent_hash: str, guard: Guard) -> l
                        "AND decision = 'rejected' AND delta >= ? AND proposer <> ? "
                        "ORDER BY delta DESC, round, candidate",
                        [run_id, incumbent_hash, guard.min_effect, POOLER])
-    union: list[Edit] = []
-    parts = 0
-    for row in rows:
-        edits = [Edit(**e) for e in json.loads(row["edit_json"])]
-        if {(e.field, e.category) for e in edits} & {(e.field, e.category) for e in union}:
-            continue
-        union.extend(edits)
-        parts += 1
+    union, parts = _disjoint_union(
+        [tuple(Edit(**e) for e in json.loads(row["edit_json"])) for row in rows])
     if parts < 2:
         return []
     return [Proposal(tuple(union), f"union of {parts} edits that each gained on this "
@@ -515,6 +506,22 @@ def pooled(store: RunStore, run_id: str, incumbent_hash: str, guard: Guard) -> l
 
 #: The proposer name of pooled candidates in the run store.
 POOLER = "pool"
+
+
+def _disjoint_union(groups: list[tuple[Edit, ...]]) -> tuple[list[Edit], int]:
+    """The groups' edits, in order, skipping a group that sets a (field, question type) an
+    earlier one set; and how many groups went in."""
+    union: list[Edit] = []
+    taken: set[tuple[str, str | None]] = set()
+    parts = 0
+    for edits in groups:
+        keys = {(e.field, e.category) for e in edits}
+        if keys & taken:
+            continue
+        union.extend(edits)
+        taken |= keys
+        parts += 1
+    return union, parts
 
 
 def _finish(store: RunStore, run_id: str, state: _State, status: str, reason: str, seed: int,

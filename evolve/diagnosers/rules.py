@@ -125,10 +125,9 @@ def bucket_edits(config: SpaceConfig, bucket: str, category: str | None,
     """The bucket's rule, or the generic rule where the rule reads a dimension the space lacks.
     ``mean_tokens``: the incumbent's mean context tokens on dev."""
     try:
-        view = _SpaceView(config)
-        if mean_tokens and "context_budget" in config.dimensions_by_name:
-            view.room = config.value("context_budget", category) / mean_tokens
-        return RULES[bucket](view, category)  # type: ignore[arg-type]
+        room = config.value("context_budget", category) / mean_tokens if mean_tokens and \
+            "context_budget" in config.dimensions_by_name else 1.0
+        return RULES[bucket](_SpaceView(config, room), category)  # type: ignore[arg-type]
     except _Absent:
         return generic_edits(config, bucket, category)
 
