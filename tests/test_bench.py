@@ -286,3 +286,104 @@ def test_bm25_keeps_a_bounded_number_of_indexes_per_unit_set():
     for i in range(BM25_SETTINGS_KEPT + 3):
         bm25.scores(units, query, RetrievalConfig(bm25_k1=0.5 + i / 10))
     assert len(bm25._indexes[id(units)]) == BM25_SETTINGS_KEPT
+
+
+@pytest.fixture(scope="module")
+def prefixes(tmp_path_factory):
+    """Each strategy once at budget 6 and once at budget 4, on the smoke benchmark's first
+    fold: the smaller budget read from the larger run's prefix and run on its own."""
+    from benchmarks import load_benchmark
+    from evolve.bench.cli import SMOKE_SYNTHETIC
+    from evolve.bench.search import SearchSetup, fold_splits, run_strategy
+    from evolve.evaluation import Evaluator
+
+    root = tmp_path_factory.mktemp("prefix")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MEMEVOLVE_CACHE_DIR", str(root / "cache"))
+        bench = load_benchmark("synthetic", None, **SMOKE_SYNTHETIC)
+        setup = SearchSetup(bench, fold_splits(bench, 2)[0], candidates=2)
+        with Evaluator(bench, workers=0) as evaluator:
+            return {name: (run_strategy(name, setup, evaluator, 6, 0),
+                           run_strategy(name, setup, evaluator, 4, 0))
+                    for name in ("hill-climber", "random", "memevolve")}
+
+
+@pytest.mark.parametrize("name", ["hill-climber", "random"])
+def test_a_smaller_budget_read_from_the_prefix_is_the_run_of_that_budget(prefixes, name):
+    long, short = prefixes[name]
+    read = long.prefix(4)
+    assert read.config_hashes == short.config_hashes and read.spent == 4
+    assert read.best_so_far == short.best_so_far and read.curve() == short.curve()
+    assert read.choice.config_hash == short.choice.config_hash
+    assert read.choice_dev == short.choice_dev and read.auc == pytest.approx(short.auc)
+    assert [c.config.config_hash for c in read.choices] == \
+        [c.config.config_hash for c in short.choices]
+
+
+def test_memevolves_prefix_stops_before_the_round_that_crosses_the_budget(prefixes):
+    long, short = prefixes["memevolve"]
+    read = long.prefix(4)
+    assert read.spent <= 4 + 1e-9
+    # The same rounds up to the crossing one, which the run of 4 shrank to fit.
+    assert short.config_hashes[:len(read.config_hashes) - 1] == read.config_hashes[:-1] or \
+        short.config_hashes[:len(read.config_hashes)] == read.config_hashes
+    # Its choice is the incumbent after the last whole round inside the budget.
+    assert read.choice.config_hash == [c for c in long.choices if c.after <= read.spent + 1e-9
+                                       ][-1].config.config_hash
+    assert read.choice.config_hash in {c.config.config_hash for c in short.choices}
+    assert long.prefix(6).choice.config_hash == long.choice.config_hash
+    with pytest.raises(ValueError):
+        long.prefix(7)
+
+
+def test_every_budget_of_a_search_comes_from_one_run_per_strategy(tmp_path):
+    out = _invoke("search", "--smoke", "--workers", "0", "--budgets", "3,6", "--seeds", "0",
+                  "--strategies", "hill-climber,memevolve", "--db", str(tmp_path / "b.duckdb"),
+                  "--out", str(tmp_path / "out"))
+    assert "budget 3 seed 0: 3 evaluations (the first 3 of 6)" in out
+    with RunStore(tmp_path / "b.duckdb") as store:
+        rows = store.query("SELECT fold, strategy, budget, evaluations, best_dev, test_score "
+                           "FROM bench_summary ORDER BY fold, strategy, budget")
+        curves = store.query("SELECT fold, strategy, budget, eval_index, config_hash FROM "
+                             "bench_search ORDER BY fold, strategy, budget, eval_index")
+    assert {(r["strategy"], r["budget"]) for r in rows} == {
+        (s, b) for s in ("hill-climber", "memevolve") for b in (3, 6)}
+    assert all(r["test_score"] is not None and r["evaluations"] <= r["budget"] + 1e-9
+               for r in rows)
+    for fold, strategy in itertools.product((0, 1), ("hill-climber", "memevolve")):
+        short = [r["config_hash"] for r in curves
+                 if (r["fold"], r["strategy"], r["budget"]) == (fold, strategy, 3)]
+        long = [r["config_hash"] for r in curves
+                if (r["fold"], r["strategy"], r["budget"]) == (fold, strategy, 6)]
+        assert long[:len(short)] == short
+    # One memevolve run store per fold and seed: the budget-3 rows came from the budget-6 run.
+    assert len(list((tmp_path / "out").glob("*/memevolve-*.duckdb"))) == 2
+
+
+def test_a_prefix_keeps_the_choice_made_by_its_budget_and_drops_the_crossing_round():
+    from evolve.bench.search import Trace
+    from search_space.config import load_preset
+
+    weak = load_preset("weak")
+    wider, widest = weak.with_values({"top_k": 9}), weak.with_values({"top_k": 20})
+    trace = Trace("memevolve", 0, 6)
+    trace.add(weak.config_hash, 0.5, 0.5, elapsed=1.0)
+    trace.choose(weak, 0.5)
+    # Round 1: two screened candidates (half of dev each) and one promoted; the wider wins.
+    for h, cost, t in ((widest.config_hash, 0.5, 2.0), ("x", 0.5, 2.0),
+                       (wider.config_hash, 1.0, 2.0)):
+        trace.add(h, 0.6, 0.5 if h != wider.config_hash else 0.6, cost, t)
+    trace.choose(wider, 0.6)
+    # Round 2 crosses budget 4: two full candidates, the widest wins after 5 evaluations.
+    trace.add("y", 0.55, 0.6, 1.0, 3.0)
+    trace.add(widest.config_hash, 0.7, 0.7, 1.0, 3.0)
+    trace.choose(widest, 0.7)
+    assert [c.after for c in trace.choices] == [1.0, 3.0, 5.0]
+    four = trace.prefix(4)
+    assert four.spent == 4.0 and four.config_hashes[-1] == "y"
+    assert (four.choice.config_hash, four.choice_dev) == (wider.config_hash, 0.6)
+    assert four.wall_s == 3.0 and four.budget == 4
+    assert trace.prefix(2).choice.config_hash == weak.config_hash
+    assert trace.prefix(5).choice.config_hash == widest.config_hash
+    # The prefix's curve and AUC are those of a run that stopped there.
+    assert four.curve() == trace.curve()[:4]

@@ -127,6 +127,9 @@ def search_command(
                                            help="Cap on the context budget, for all."),
     workers: Optional[int] = typer.Option(None, help="Ray workers (default: one per core; "
                                           "0 = in this process)."),
+    separate_budgets: bool = typer.Option(False, "--separate-budgets", help="Run every budget "
+                                          "from scratch (default: one run at the largest, the "
+                                          "smaller budgets read from its prefix)."),
     db: Path = DbOpt, out: Path = OutOpt, smoke: bool = SmokeOpt,
 ) -> None:
     """memevolve's loop vs Optuna TPE, random search, hill-climber at equal dev evaluations."""
@@ -165,7 +168,8 @@ def search_command(
                         "--seeds", ",".join(map(str, seed_list)),
                         "--candidates", str(per_round),
                         "--max-context-tokens", str(max_context_tokens)]
-                       + (["--workers", str(workers)] if workers is not None else []))
+                       + (["--workers", str(workers)] if workers is not None else [])
+                       + (["--separate-budgets"] if separate_budgets else []))
     store = _open_store(db)
     try:
         # The run row holds the first fold's split; the others are named in the settings.
@@ -173,11 +177,12 @@ def search_command(
             "command": command, "folds": [s.model_dump() for s in splits],
             "strategies": names, "budgets": budget_list,
             "seeds": seed_list, "preset": preset, "candidates": per_round,
-            "max_context_tokens": max_context_tokens, "workers": workers})
+            "max_context_tokens": max_context_tokens, "workers": workers,
+            "separate_budgets": separate_budgets})
         with Evaluator(bench, workers=workers) as evaluator:
             result = run_search(store, setups, evaluator, strategies=names, budgets=budget_list,
                                 seeds=seed_list, run_id=run_id, out=out,
-                                report=lambda line: console.print(line))
+                                separate_budgets=separate_budgets, report=lambda line: console.print(line))
         store.finish_run(run_id, "done")
         rows = summary(store, run_id)
     finally:

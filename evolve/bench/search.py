@@ -67,6 +67,16 @@ class SearchSetup:
         return [q.id for q in self.split.questions(self.benchmark, "test")]
 
 
+@dataclass(frozen=True)
+class Choice:
+    """What a strategy would return from the moment ``after`` evaluations' worth of cost were
+    spent: the config and its dev score."""
+
+    after: float
+    config: RetrievalConfig
+    dev: float
+
+
 @dataclass
 class Trace:
     """One (strategy, seed, budget) run: every dev evaluation in order, the choice and its test
@@ -88,6 +98,11 @@ class Trace:
     #: The choice's objective on the adversarial test questions, apart from the headline.
     test_adversarial: float = math.nan
     wall_s: float = 0.0
+    #: Every change of the choice, in order (the last is ``choice``): what a shorter budget's
+    #: run would have returned (see prefix).
+    choices: list[Choice] = field(default_factory=list)
+    #: Seconds since the run began when each evaluation's outcome was known.
+    elapsed: list[float] = field(default_factory=list)
 
     @property
     def gap(self) -> float:
@@ -118,11 +133,42 @@ class Trace:
         return out
 
     def add(self, config_hash: str, dev_score: float, best_so_far: float,
-            cost: float = 1.0) -> None:
+            cost: float = 1.0, elapsed: float = 0.0) -> None:
         self.config_hashes.append(config_hash)
         self.dev_scores.append(dev_score)
         self.best_so_far.append(best_so_far)
         self.costs.append(cost)
+        self.elapsed.append(elapsed)
+
+    def choose(self, config: RetrievalConfig, dev: float) -> None:
+        """The strategy's choice from now on (after the evaluations added so far)."""
+        if self.choices and self.choices[-1].config.config_hash == config.config_hash:
+            return
+        self.choices.append(Choice(self.spent, config, dev))
+        self.choice, self.choice_dev = config, dev
+
+    def prefix(self, budget: int) -> Trace:
+        """This run as one with the smaller ``budget`` would have gone: the evaluations that fit
+        into it and the choice made by then, not yet scored on test. Exact for a strategy whose
+        steps do not depend on the budget (the hill-climber, TPE, random); memevolve's rounds
+        do not either, except that a run of ``budget`` would have shrunk the round that crosses
+        it to fit, where the prefix stops before that round's decision (at most one round's
+        gain is missed, never one gained)."""
+        if budget > self.budget:
+            raise ValueError(f"a prefix of budget {budget} of a run of {self.budget}")
+        out = Trace(self.strategy, self.seed, budget, self.fold)
+        spent = 0.0
+        for i, cost in enumerate(self.costs):
+            if spent + cost > budget + 1e-9:
+                break
+            spent += cost
+            out.add(self.config_hashes[i], self.dev_scores[i], self.best_so_far[i], cost,
+                    self.elapsed[i])
+        made = [c for c in self.choices if c.after <= spent + 1e-9]
+        out.choices = made
+        out.choice, out.choice_dev = made[-1].config, made[-1].dev
+        out.wall_s = out.elapsed[-1] if out.elapsed else 0.0
+        return out
 
 
 def search_dimensions() -> list[str]:
@@ -144,6 +190,7 @@ class DevBudget:
         self.trace = trace
         self._dev_ids = setup.dev_ids
         self._memo: dict[str, float] = {}
+        self._began = time.perf_counter()
 
     @property
     def remaining(self) -> int:
@@ -162,7 +209,8 @@ class DevBudget:
                                       objective=self.setup.objective)[0]
             self._memo[key] = _score(result.score)
         score = self._memo[key]
-        self.trace.add(key, score, incumbent_after(score))
+        self.trace.add(key, score, incumbent_after(score),
+                       elapsed=time.perf_counter() - self._began)
         return score
 
 
@@ -189,14 +237,29 @@ def run_strategy(name: str, setup: SearchSetup, evaluator: Evaluator, budget: in
     began = time.perf_counter()
     trace = _STRATEGY_FUNCTIONS[name](setup, evaluator, budget, seed)
     trace.fold = setup.fold
-    if name != "memevolve" and setup.test_ids:
-        assert trace.choice is not None
-        result = evaluate_configs(evaluator, [trace.choice], setup.test_ids, part="test",
-                                  objective=setup.objective)[0]
-        trace.test_score = _score(result.score)
-        trace.test_adversarial = _score(result.adversarial_score)
+    if math.isnan(trace.test_score):
+        score_on_test(trace, setup, evaluator)
     trace.wall_s = time.perf_counter() - began
     return trace
+
+
+def score_on_test(trace: Trace, setup: SearchSetup, evaluator: Evaluator,
+                  known: dict[str, tuple[float, float]] | None = None) -> None:
+    """The choice's headline and adversarial test scores (from ``known``, by config hash, when
+    it holds them; what is scored goes into it)."""
+    if not setup.test_ids:
+        return
+    assert trace.choice is not None
+    key = trace.choice.config_hash
+    if known is None or key not in known:
+        result = evaluate_configs(evaluator, [trace.choice], setup.test_ids, part="test",
+                                  objective=setup.objective)[0]
+        scores = (_score(result.score), _score(result.adversarial_score))
+        if known is not None:
+            known[key] = scores
+    else:
+        scores = known[key]
+    trace.test_score, trace.test_adversarial = scores
 
 
 @_strategy("memevolve")
@@ -223,35 +286,48 @@ def _memevolve(setup: SearchSetup, evaluator: Evaluator, budget: int, seed: int)
         path.unlink(missing_ok=True)
         with RunStore(path) as store:
             outcome = evolve(store, settings, evaluator=evaluator, split=setup.split)
-            trace = _memevolve_trace(store, outcome.run_id, budget, seed)
+            trace = _memevolve_trace(store, outcome.run_id, budget, seed,
+                                     setup.start.artefacts)
+    assert trace.choice is not None and \
+        trace.choice.config_hash == outcome.best.config.config_hash
     trace.choice = outcome.best.config
-    trace.choice_dev = _score(outcome.best.score)
     trace.test_score = _score(outcome.test_best.score if outcome.test_best else None)
     trace.test_adversarial = _score(outcome.test_best.adversarial_score
                                     if outcome.test_best else None)
     return trace
 
 
-def _memevolve_trace(store: RunStore, run_id: str, budget: int, seed: int) -> Trace:
+def _memevolve_trace(store: RunStore, run_id: str, budget: int, seed: int,
+                     artefacts: dict[str, dict[str, Any]]) -> Trace:
     """Rebuild the per-evaluation curve from the run's rounds: a round's candidates are judged
     together, so the incumbent moves only with the last evaluation of its round."""
     trace = Trace("memevolve", seed, budget)
-    rounds = store.query("SELECT round, incumbent_hash, incumbent_score FROM rounds "
+    rounds = store.query("SELECT round, incumbent_hash, incumbent_score, wall_s FROM rounds "
                          "WHERE run_id = ? ORDER BY round", [run_id])
     candidates = store.query("SELECT round, config_hash, dev_score, dev_questions FROM "
                              "candidates WHERE run_id = ? ORDER BY round, candidate", [run_id])
     n_dev = store.query("SELECT n_questions FROM evaluations WHERE run_id = ? AND part = 'dev' "
                         "ORDER BY created_at LIMIT 1", [run_id])[0]["n_questions"]
+
+    def choose(row: dict[str, Any]) -> None:
+        # Stored configs leave out the learned parts; the run's all carry the start's.
+        config = store.config(row["incumbent_hash"]).model_copy(update={"artefacts": artefacts})
+        trace.choose(config, row["incumbent_score"])
+
     incumbent = rounds[0]["incumbent_score"]
-    trace.add(rounds[0]["incumbent_hash"], incumbent, incumbent)
-    after = {r["round"]: r["incumbent_score"] for r in rounds}
+    trace.add(rounds[0]["incumbent_hash"], incumbent, incumbent, elapsed=rounds[0]["wall_s"])
+    choose(rounds[0])
+    after = {r["round"]: r for r in rounds}
     for i, cand in enumerate(candidates):
         last_of_round = i + 1 == len(candidates) or candidates[i + 1]["round"] != cand["round"]
+        row = after[cand["round"]]
         if last_of_round:
-            incumbent = after[cand["round"]]
+            incumbent = row["incumbent_score"]
         # A screened-out candidate cost its share of dev; a promoted one all of it.
         trace.add(cand["config_hash"], _score(cand["dev_score"]), incumbent,
-                  (cand["dev_questions"] or n_dev) / n_dev)
+                  (cand["dev_questions"] or n_dev) / n_dev, row["wall_s"])
+        if last_of_round:
+            choose(row)
     return trace
 
 
@@ -272,8 +348,7 @@ def _optuna_search(sampler: optuna.samplers.BaseSampler, name: str, setup: Searc
         study.tell(trial, score)
         if best is None or score > best[0]:
             best = (score, config)
-    assert best is not None
-    trace.choice_dev, trace.choice = best
+            trace.choose(config, score)
     return trace
 
 
@@ -300,6 +375,7 @@ def _hill_climber(setup: SearchSetup, evaluator: Evaluator, budget: int, seed: i
     dev = DevBudget(setup, evaluator, trace)
     incumbent = setup.start
     best = dev.evaluate(incumbent, incumbent_after=lambda s: s)
+    trace.choose(incumbent, best)
     while dev.remaining:
         mutated = rng.sample(names, rng.choice((1, 2)))
         candidate = incumbent.with_values(
@@ -307,7 +383,7 @@ def _hill_climber(setup: SearchSetup, evaluator: Evaluator, budget: int, seed: i
         score = dev.evaluate(candidate, incumbent_after=lambda s: max(s, best))
         if score > best:
             incumbent, best = candidate, score
-    trace.choice, trace.choice_dev = incumbent, best
+            trace.choose(incumbent, best)
     return trace
 
 
@@ -370,10 +446,15 @@ def fold_splits(benchmark: Benchmark, folds: int) -> list[Split]:
 
 def run_search(store: RunStore, setups: Sequence[SearchSetup], evaluator: Evaluator, *,
                strategies: Sequence[str], budgets: Sequence[int], seeds: Sequence[int],
-               run_id: str, out: Path | None,
+               run_id: str, out: Path | None, separate_budgets: bool = False,
                report: Callable[[str], None] = lambda line: None) -> SearchReport:
     """Every fold x strategy x budget x seed on one warm evaluator; rows to DuckDB, curves to a
     PNG. ``setups`` holds one setup per fold (one for a single split).
+
+    Each (fold, seed, strategy) runs once, at the largest budget, and every smaller budget is
+    read from that run's prefix (Trace.prefix: what the strategy had chosen by then, scored on
+    test on its own), so that budgets 30, 60 and 120 cost 120 evaluations, not 210;
+    ``separate_budgets`` runs each budget from scratch instead.
 
     Wall times exclude a warm-up that builds what any strategy may need (see warm_up), and the
     order of the strategies rotates with the seed: the in-memory retrieval caches outlive a
@@ -384,19 +465,33 @@ def run_search(store: RunStore, setups: Sequence[SearchSetup], evaluator: Evalua
         if name not in STRATEGIES:
             raise MemevolveError(f"unknown strategy '{name}'. Fix: use one of "
                                  f"{', '.join(STRATEGIES)}.")
+    ordered = sorted(set(budgets))
     warm_up(setups[0], evaluator)
     traces: list[Trace] = []
     for setup in setups:
-        for budget in budgets:
-            for seed in seeds:
-                shift = seed % len(strategies)
-                for name in list(strategies[shift:]) + list(strategies[:shift]):
-                    trace = run_strategy(name, setup, evaluator, budget, seed)
+        for seed in seeds:
+            shift = seed % len(strategies)
+            for name in list(strategies[shift:]) + list(strategies[:shift]):
+                run: Trace | None = None
+                known: dict[str, tuple[float, float]] = {}
+                for budget in ordered:
+                    if run is None or separate_budgets:
+                        run = run_strategy(name, setup, evaluator,
+                                           budget if separate_budgets else ordered[-1], seed)
+                        assert run.choice is not None
+                        known[run.choice.config_hash] = (run.test_score, run.test_adversarial)
+                    trace = run if run.budget == budget else run.prefix(budget)
+                    if trace is not run:
+                        began = time.perf_counter()
+                        score_on_test(trace, setup, evaluator, known)
+                        trace.wall_s += time.perf_counter() - began
                     _store_trace(store, run_id, trace)
                     traces.append(trace)
                     where = f"{setup.split.name} " if len(setups) > 1 else ""
+                    read = f" (the first {trace.spent:g} of {run.budget})" \
+                        if trace is not run else ""
                     report(f"{where}{name} budget {budget} seed {seed}: {trace.spent:g} "
-                           f"evaluations, best dev {trace.choice_dev:.4f}, test "
+                           f"evaluations{read}, best dev {trace.choice_dev:.4f}, test "
                            f"{trace.test_score:.4f}, {trace.wall_s:.1f}s")
     plot = write_curves(traces, out / "search_curves.png", setups[0]) if out else None
     return SearchReport(run_id, traces, plot)
