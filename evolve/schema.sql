@@ -286,6 +286,9 @@ CREATE TABLE IF NOT EXISTS bench_summary (
     test_score   DOUBLE,                    -- headline: non-adversarial test questions
     test_adversarial DOUBLE,                -- adversarial test questions, apart
     gap          DOUBLE,                    -- best_dev - test_score
+    start_test   DOUBLE,                    -- the start config's test_score on this fold
+    excess_gap   DOUBLE,                    -- gap less the start config's own dev - test:
+                                            -- the dev gain that did not hold on test
     auc          DOUBLE,                    -- mean of best_so_far over the budget
     wall_s       DOUBLE NOT NULL,           -- the run, its one test evaluation included
     PRIMARY KEY (run_id, fold, strategy, seed, budget)

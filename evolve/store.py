@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from benchmarks.model import Benchmark
     from benchmarks.splits import Split
 
-SCHEMA_VERSION = "7"
+SCHEMA_VERSION = "8"
 #: Version -> (next version, statements upgrading a store file to it), applied in order.
 MIGRATIONS: dict[str, tuple[str, tuple[str, ...]]] = {
     "4": ("5", ("ALTER TABLE runs ADD COLUMN owner_host VARCHAR",
@@ -39,6 +39,8 @@ MIGRATIONS: dict[str, tuple[str, tuple[str, ...]]] = {
                 "ALTER TABLE bench_scale ADD COLUMN actor_peaks_mb DOUBLE[]",
                 "ALTER TABLE bench_scale ADD COLUMN tree_peak_mb DOUBLE")),
     "6": ("7", ("ALTER TABLE bench_throughput ADD COLUMN train_s DOUBLE",)),
+    "7": ("8", ("ALTER TABLE bench_summary ADD COLUMN start_test DOUBLE",
+                "ALTER TABLE bench_summary ADD COLUMN excess_gap DOUBLE")),
 }
 DEFAULT_PATH = Path("runs/memevolve.duckdb")
 RUN_KINDS = ("eval", "evolve", "bench", "router")

@@ -72,10 +72,17 @@ def test_best_so_far_never_falls_and_the_choice_is_scored_on_test(searched):
     for _, rows in itertools.groupby(curves, lambda r: (r["fold"], r["strategy"], r["seed"])):
         best = [r["best_so_far"] for r in rows]
         assert best == sorted(best)
+    start_dev = {(r["fold"], r["strategy"], r["seed"]): r["dev_score"] for r in curves
+                 if r["eval_index"] == 1}
     for row in summary:
         assert row["test_score"] is not None
         assert row["gap"] == pytest.approx(row["best_dev"] - row["test_score"])
         assert row["choice_hash"] in configs
+        # The excess gap takes the start config's own dev - test on the fold off the gap.
+        start = start_dev[row["fold"], row["strategy"], row["seed"]]
+        assert row["excess_gap"] == pytest.approx(row["gap"] - (start - row["start_test"]))
+    for fold in (0, 1):
+        assert len({r["start_test"] for r in summary if r["fold"] == fold}) == 1
 
 
 def test_the_hill_climber_keeps_any_dev_gain(searched):
@@ -123,25 +130,26 @@ def test_locomo_folds_by_conversation_and_longmemeval_by_repeated_stratified_spl
         fold_splits(locomo, 11)
 
 
-def _row(strategy, test_mean, test_sd, gap, auc, budget=30):
+def _row(strategy, test_mean, test_sd, gap, auc, budget=30, excess=None):
     return {"strategy": strategy, "budget": budget, "test_mean": test_mean,
-            "test_sd": test_sd, "gap_mean": gap, "auc_mean": auc}
+            "test_sd": test_sd, "gap_mean": gap, "auc_mean": auc, "excess_mean": excess}
 
 
 def test_verdicts_name_a_winner_only_outside_the_spread_and_the_smallest_gap():
-    rows = [_row("memevolve", 0.742, 0.010, 0.023, 0.70),
-            _row("hill-climber", 0.738, 0.020, 0.073, 0.72),
+    rows = [_row("memevolve", 0.742, 0.010, 0.023, 0.70, excess=0.031),
+            _row("hill-climber", 0.738, 0.020, 0.073, 0.72, excess=-0.012),
             _row("random", 0.657, 0.050, -0.075, 0.60),
             _row("memevolve", 0.70, 0.01, 0.10, 0.65, budget=60),
             _row("optuna-tpe", 0.75, 0.02, 0.05, 0.66, budget=60)]
     thirty, sixty = verdicts(rows)
     assert thirty.startswith("budget 30: no winner; best mean test memevolve 0.7420 leads "
                              "hill-climber by 0.0040, inside the spread (sd 0.0200)")
-    assert thirty.endswith("smallest dev-test gap memevolve +0.0230; largest AUC "
+    assert thirty.endswith("smallest dev-test gap memevolve +0.0230; smallest excess gap (the "
+                           "start's dev-test taken off) hill-climber -0.0120; largest AUC "
                            "hill-climber 0.7200")
     assert sixty.startswith("budget 60: winner optuna-tpe on mean test 0.7500, ahead of "
                             "memevolve by 0.0500 (outside the spread, sd 0.0200)")
-    assert "smallest dev-test gap optuna-tpe +0.0500" in sixty
+    assert "smallest dev-test gap optuna-tpe +0.0500" in sixty and "excess" not in sixty
 
 
 def test_eval_smoke_measures_every_phase_cold_to_new_process(tmp_path):

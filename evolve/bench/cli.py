@@ -135,8 +135,8 @@ def search_command(
     """memevolve's loop vs Optuna TPE, random search, hill-climber at equal dev evaluations."""
     from benchmarks import load_benchmark, parse_options
     from benchmarks.splits import make_split
-    from evolve.bench.search import (SearchSetup, fold_splits, run_search, summary,
-                                     summary_markdown, verdicts)
+    from evolve.bench.search import (SearchSetup, fold_splits, run_search, signed_cell,
+                                     summary, summary_markdown, verdicts)
     from evolve.evaluation import Evaluator
 
     names = [s.strip() for s in strategies.split(",") if s.strip()]
@@ -191,10 +191,12 @@ def search_command(
     console.print(table(
         f"{bench.name}: {len(setups)} folds x {len(seed_list)} seeds ({parts} questions), "
         f"objective {setups[0].objective} (run {run_id})",
-        ["strategy", "budget", "evals", "best dev", "test", "dev-test", "AUC", "wall s"],
+        ["strategy", "budget", "evals", "best dev", "test", "dev-test", "excess gap", "AUC",
+         "wall s"],
         [[r["strategy"], r["budget"], round(r["evaluations"], 1),
           f"{r['dev_mean']:.4f} ± {r['dev_sd']:.4f}", f"{r['test_mean']:.4f} ± "
-          f"{r['test_sd']:.4f}", f"{r['gap_mean']:+.4f}", r["auc_mean"], r["wall_mean"]]
+          f"{r['test_sd']:.4f}", f"{r['gap_mean']:+.4f}",
+          signed_cell(r["excess_mean"]), r["auc_mean"], r["wall_mean"]]
          for r in rows]))
     said = verdicts(rows)
     for line in said:

@@ -97,6 +97,9 @@ class Trace:
     test_score: float = math.nan
     #: The choice's objective on the adversarial test questions, apart from the headline.
     test_adversarial: float = math.nan
+    #: The start config's test score on this fold (every strategy's first evaluation is the
+    #: start, so its dev score is dev_scores[0]).
+    start_test: float = math.nan
     wall_s: float = 0.0
     #: Every change of the choice, in order (the last is ``choice``): what a shorter budget's
     #: run would have returned (see prefix).
@@ -107,6 +110,16 @@ class Trace:
     @property
     def gap(self) -> float:
         return self.choice_dev - self.test_score
+
+    @property
+    def excess_gap(self) -> float:
+        """The gap less the start config's own dev - test on this fold: how much of the dev
+        gain over the start did not hold on test. The fold's dev and test parts differ in
+        difficulty by the same amount for every strategy; the raw gap counts that difference
+        as overfitting (or hides overfitting behind it), this one does not."""
+        if not self.dev_scores:
+            return math.nan
+        return self.gap - (self.dev_scores[0] - self.start_test)
 
     @property
     def spent(self) -> float:
@@ -156,7 +169,7 @@ class Trace:
         gain is missed, never one gained)."""
         if budget > self.budget:
             raise ValueError(f"a prefix of budget {budget} of a run of {self.budget}")
-        out = Trace(self.strategy, self.seed, budget, self.fold)
+        out = Trace(self.strategy, self.seed, budget, self.fold, start_test=self.start_test)
         spent = 0.0
         for i, cost in enumerate(self.costs):
             if spent + cost > budget + 1e-9:
@@ -469,17 +482,23 @@ def run_search(store: RunStore, setups: Sequence[SearchSetup], evaluator: Evalua
     warm_up(setups[0], evaluator)
     traces: list[Trace] = []
     for setup in setups:
+        # Test scores by config hash: evaluation is deterministic, so a config chosen twice (by
+        # two budgets, two strategies) is scored once; the start's is every excess gap's base.
+        known: dict[str, tuple[float, float]] = {}
+        start = Trace("start", 0, 1, setup.fold, choice=setup.start)
+        score_on_test(start, setup, evaluator, known)
         for seed in seeds:
             shift = seed % len(strategies)
             for name in list(strategies[shift:]) + list(strategies[:shift]):
                 run: Trace | None = None
-                known: dict[str, tuple[float, float]] = {}
                 for budget in ordered:
                     if run is None or separate_budgets:
                         run = run_strategy(name, setup, evaluator,
                                            budget if separate_budgets else ordered[-1], seed)
                         assert run.choice is not None
-                        known[run.choice.config_hash] = (run.test_score, run.test_adversarial)
+                        run.start_test = start.test_score
+                        known.setdefault(run.choice.config_hash,
+                                         (run.test_score, run.test_adversarial))
                     trace = run if run.budget == budget else run.prefix(budget)
                     if trace is not run:
                         began = time.perf_counter()
@@ -532,7 +551,8 @@ def _store_trace(store: RunStore, run_id: str, trace: Trace) -> None:
             "distinct_configs": len(set(trace.config_hashes)),
             "choice_hash": trace.choice.config_hash, "best_dev": _sql(trace.choice_dev),
             "test_score": _sql(trace.test_score), "test_adversarial": _sql(trace.test_adversarial),
-            "gap": _sql(trace.gap),
+            "gap": _sql(trace.gap), "start_test": _sql(trace.start_test),
+            "excess_gap": _sql(trace.excess_gap),
             "auc": _sql(trace.auc), "wall_s": trace.wall_s}])
 
 
@@ -547,7 +567,8 @@ SELECT strategy, budget, count(DISTINCT fold) AS folds, count(*) AS runs,
        avg(test_score) AS test_mean, coalesce(stddev_samp(test_score), 0) AS test_sd,
        min(test_score) AS test_min, max(test_score) AS test_max,
        avg(test_adversarial) AS adversarial_mean,
-       avg(gap) AS gap_mean, avg(auc) AS auc_mean, avg(wall_s) AS wall_mean
+       avg(gap) AS gap_mean, avg(excess_gap) AS excess_mean, avg(auc) AS auc_mean,
+       avg(wall_s) AS wall_mean
 FROM bench_summary WHERE run_id = ?
 GROUP BY strategy, budget
 ORDER BY budget, test_mean DESC
@@ -555,16 +576,16 @@ ORDER BY budget, test_mean DESC
 
 
 def summary(store: RunStore, run_id: str) -> list[dict[str, Any]]:
-    """Per (strategy, budget): mean and sd over folds x seeds of best dev and test, gap, AUC,
-    wall."""
+    """Per (strategy, budget): mean and sd over folds x seeds of best dev and test, gap, excess
+    gap, AUC, wall."""
     return store.query(SUMMARY_SQL, [run_id])
 
 
 def summary_markdown(rows: list[dict[str, Any]]) -> str:
     lines = ["| strategy | budget | folds x seeds | evals | best dev (mean ± sd) | "
-             "test (mean ± sd) | test min..max | adversarial test (apart) | dev − test | AUC | "
-             "wall s |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "test (mean ± sd) | test min..max | adversarial test (apart) | dev − test | "
+             "excess gap | AUC | wall s |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         lines.append(f"| {r['strategy']} | {r['budget']} | {r['folds']} x "
                      f"{r['runs'] // max(1, r['folds'])} | {r['evaluations']:.1f} | "
@@ -572,6 +593,7 @@ def summary_markdown(rows: list[dict[str, Any]]) -> str:
                      f"{r['test_mean']:.4f} ± {r['test_sd']:.4f} | "
                      f"{r['test_min']:.4f}..{r['test_max']:.4f} | "
                      f"{_cell(r['adversarial_mean'])} | {r['gap_mean']:+.4f} | "
+                     f"{signed_cell(r.get('excess_mean'))} | "
                      f"{r['auc_mean']:.4f} | {r['wall_mean']:.1f} |")
     return "\n".join(lines)
 
@@ -580,10 +602,15 @@ def _cell(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.4f}"
 
 
+def signed_cell(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:+.4f}"
+
+
 def verdicts(rows: list[dict[str, Any]]) -> list[str]:
     """Per budget, in words: a winner on mean test score only when its lead over the runner-up
     is outside the spread (larger than either one's sd over folds x seeds), otherwise no
-    winner; the smallest mean dev-test gap; the largest area under the best-so-far curve."""
+    winner; the smallest mean dev-test gap, and the smallest excess gap (where measured); the
+    largest area under the best-so-far curve."""
     lines = []
     for budget in sorted({r["budget"] for r in rows}):
         group = [r for r in rows if r["budget"] == budget and r["test_mean"] is not None]
@@ -607,6 +634,11 @@ def verdicts(rows: list[dict[str, Any]]) -> list[str]:
                         f"inside the spread (sd {spread:.4f})")
         gap = min(group, key=lambda r: abs(r["gap_mean"]))
         line += f"; smallest dev-test gap {gap['strategy']} {gap['gap_mean']:+.4f}"
+        measured = [r for r in group if r.get("excess_mean") is not None]
+        if measured:
+            excess = min(measured, key=lambda r: abs(r["excess_mean"]))
+            line += (f"; smallest excess gap (the start's dev-test taken off) "
+                     f"{excess['strategy']} {excess['excess_mean']:+.4f}")
         auc = max(group, key=lambda r: r["auc_mean"] if r["auc_mean"] is not None else -1)
         line += f"; largest AUC {auc['strategy']} {auc['auc_mean']:.4f}"
         lines.append(line)
