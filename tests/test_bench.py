@@ -130,9 +130,10 @@ def test_locomo_folds_by_conversation_and_longmemeval_by_repeated_stratified_spl
         fold_splits(locomo, 11)
 
 
-def _row(strategy, test_mean, test_sd, gap, auc, budget=30, excess=None):
+def _row(strategy, test_mean, test_sd, gap, auc, budget=30, excess=None, best_runs=None):
     return {"strategy": strategy, "budget": budget, "test_mean": test_mean,
-            "test_sd": test_sd, "gap_mean": gap, "auc_mean": auc, "excess_mean": excess}
+            "test_sd": test_sd, "gap_mean": gap, "auc_mean": auc, "excess_mean": excess,
+            "best_runs": best_runs, "runs": 5}
 
 
 def test_verdicts_name_a_winner_only_outside_the_spread_and_the_smallest_gap():
@@ -140,7 +141,7 @@ def test_verdicts_name_a_winner_only_outside_the_spread_and_the_smallest_gap():
             _row("hill-climber", 0.738, 0.020, 0.073, 0.72, excess=-0.012),
             _row("random", 0.657, 0.050, -0.075, 0.60),
             _row("memevolve", 0.70, 0.01, 0.10, 0.65, budget=60),
-            _row("optuna-tpe", 0.75, 0.02, 0.05, 0.66, budget=60)]
+            _row("optuna-tpe", 0.75, 0.02, 0.05, 0.66, budget=60, best_runs=4)]
     thirty, sixty = verdicts(rows)
     assert thirty.startswith("budget 30: no winner; best mean test memevolve 0.7420 leads "
                              "hill-climber by 0.0040, inside the spread (sd 0.0200)")
@@ -148,7 +149,8 @@ def test_verdicts_name_a_winner_only_outside_the_spread_and_the_smallest_gap():
                            "start's dev-test taken off) hill-climber -0.0120; largest AUC "
                            "hill-climber 0.7200")
     assert sixty.startswith("budget 60: winner optuna-tpe on mean test 0.7500, ahead of "
-                            "memevolve by 0.0500 (outside the spread, sd 0.0200)")
+                            "memevolve by 0.0500 (outside the spread, sd 0.0200), best on "
+                            "test in 4 of 5 folds x seeds")
     assert "smallest dev-test gap optuna-tpe +0.0500" in sixty and "excess" not in sixty
 
 
@@ -395,3 +397,20 @@ def test_a_prefix_keeps_the_choice_made_by_its_budget_and_drops_the_crossing_rou
     assert trace.prefix(5).choice.config_hash == widest.config_hash
     # The prefix's curve and AUC are those of a run that stopped there.
     assert four.curve() == trace.curve()[:4]
+
+
+def test_the_summary_counts_the_folds_each_strategy_was_best_on_test(searched):
+    from evolve.bench.search import summary
+
+    root, _, rows, _, _, _ = searched
+    with RunStore(root / "b.duckdb") as store:
+        [run] = store.query("SELECT run_id FROM runs WHERE kind = 'bench'")
+        table = summary(store, run["run_id"])
+    top = {}
+    for r in rows:
+        top[r["fold"], r["seed"]] = max(top.get((r["fold"], r["seed"]), -1.0), r["test_score"])
+    for line in table:
+        assert line["best_runs"] == sum(
+            1 for r in rows if r["strategy"] == line["strategy"]
+            and r["test_score"] >= top[r["fold"], r["seed"]])
+    assert sum(line["best_runs"] for line in table) >= len(top)

@@ -568,8 +568,11 @@ SELECT strategy, budget, count(DISTINCT fold) AS folds, count(*) AS runs,
        min(test_score) AS test_min, max(test_score) AS test_max,
        avg(test_adversarial) AS adversarial_mean,
        avg(gap) AS gap_mean, avg(excess_gap) AS excess_mean, avg(auc) AS auc_mean,
-       avg(wall_s) AS wall_mean
-FROM bench_summary WHERE run_id = ?
+       avg(wall_s) AS wall_mean,
+       -- (fold, seed) pairs where no strategy scored higher on test (a tie counts for each)
+       count_if(test_score >= top_test) AS best_runs
+FROM (SELECT *, max(test_score) OVER (PARTITION BY budget, fold, seed) AS top_test
+      FROM bench_summary WHERE run_id = ?)
 GROUP BY strategy, budget
 ORDER BY budget, test_mean DESC
 """
@@ -577,7 +580,7 @@ ORDER BY budget, test_mean DESC
 
 def summary(store: RunStore, run_id: str) -> list[dict[str, Any]]:
     """Per (strategy, budget): mean and sd over folds x seeds of best dev and test, gap, excess
-    gap, AUC, wall."""
+    gap, AUC, wall, and on how many of the folds x seeds it had the best test score."""
     return store.query(SUMMARY_SQL, [run_id])
 
 
@@ -632,6 +635,9 @@ def verdicts(rows: list[dict[str, Any]]) -> list[str]:
                 line = (f"budget {budget}: no winner; best mean test {best['strategy']} "
                         f"{best['test_mean']:.4f} leads {second['strategy']} by {lead:.4f}, "
                         f"inside the spread (sd {spread:.4f})")
+            if best.get("best_runs") is not None:
+                line += (f", best on test in {best['best_runs']} of {best['runs']} folds x "
+                         "seeds")
         gap = min(group, key=lambda r: abs(r["gap_mean"]))
         line += f"; smallest dev-test gap {gap['strategy']} {gap['gap_mean']:+.4f}"
         measured = [r for r in group if r.get("excess_mean") is not None]
