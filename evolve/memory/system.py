@@ -182,7 +182,10 @@ def mmr_select(order: np.ndarray, fused: np.ndarray, vectors: np.ndarray | None,
         return [int(i) for i in order[:top_k]]
     pool = order[:4 * top_k]
     relevance = minmax(fused[pool]) if len(pool) > 1 else np.ones(1)
-    sims = vectors[pool] @ vectors[pool].T
+    # In float64: a float32 product's rounding depends on BLAS's thread count (a Ray actor
+    # has one, the driver every core), enough to flip a near-tie of the greedy pick.
+    picked = vectors[pool].astype(np.float64)
+    sims = picked @ picked.T
     penalty = np.zeros(len(pool))
     taken = np.zeros(len(pool), dtype=bool)
     chosen: list[int] = []
