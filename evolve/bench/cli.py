@@ -182,7 +182,8 @@ def search_command(
         with Evaluator(bench, workers=workers) as evaluator:
             result = run_search(store, setups, evaluator, strategies=names, budgets=budget_list,
                                 seeds=seed_list, run_id=run_id, out=out,
-                                separate_budgets=separate_budgets, report=lambda line: console.print(line))
+                                separate_budgets=separate_budgets,
+                                report=lambda line: console.print(line))
         store.finish_run(run_id, "done")
         rows = summary(store, run_id)
     finally:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from evolve.memory.retrievers import minmax
+from evolve.memory.retrievers import cosines, minmax
 from evolve.memory.text import STOPWORDS, bm25_tokens
 
 if TYPE_CHECKING:
@@ -47,7 +47,7 @@ def rocchio_scores(unit_vectors: np.ndarray, query_vectors: np.ndarray, feedback
     centroid = unit_vectors[feedback].mean(axis=0)
     moved = (1.0 - weight) * query_vectors + weight * centroid
     moved /= np.maximum(np.linalg.norm(moved, axis=1, keepdims=True), 1e-12)
-    return (unit_vectors @ moved.T).max(axis=1)
+    return cosines(unit_vectors, moved).max(axis=1)
 
 
 def mixed(first: np.ndarray, second: np.ndarray, weight: float) -> np.ndarray:

@@ -298,6 +298,12 @@ def _structured_features(units) -> tuple[list[str], np.ndarray, list[set[str]]]:
     return speakers, has_time, names
 
 
+def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a @ b.T for unit vectors, in float64: a float32 product rounds differently with BLAS's
+    thread count (one in a Ray actor, every core in the driver), enough to flip a near-tie."""
+    return a.astype(np.float64) @ b.astype(np.float64).T
+
+
 def minmax(values: np.ndarray, at: np.ndarray | None = None) -> np.ndarray:
     """``values`` scaled to [0, 1] (all 0 when they are all alike); with ``at``, only the values
     at those indexes (scaled by the range of all), without scaling the others."""

@@ -31,7 +31,7 @@ from evolve.memory.packing import pack_context
 from evolve.memory.query import ProcessedQuery, process_query
 from evolve.memory.rerank import (Candidates, RerankModel, candidate_features, model_for,
                                   model_key, ranking_fields, reordered, uses_reranker)
-from evolve.memory.retrievers import RETRIEVERS, DenseRetriever, minmax, score_key
+from evolve.memory.retrievers import RETRIEVERS, DenseRetriever, cosines, minmax, score_key
 from evolve.memory.time_prior import apply_time
 from evolve.memory.units import MemoryUnit, UnitSet, build_units, extend_units, unit_text
 from evolve.systems import KEPT_RANKS, Resources, Retrieval, SystemRunner
@@ -182,10 +182,7 @@ def mmr_select(order: np.ndarray, fused: np.ndarray, vectors: np.ndarray | None,
         return [int(i) for i in order[:top_k]]
     pool = order[:4 * top_k]
     relevance = minmax(fused[pool]) if len(pool) > 1 else np.ones(1)
-    # In float64: a float32 product's rounding depends on BLAS's thread count (a Ray actor
-    # has one, the driver every core), enough to flip a near-tie of the greedy pick.
-    picked = vectors[pool].astype(np.float64)
-    sims = picked @ picked.T
+    sims = cosines(vectors[pool], vectors[pool])
     penalty = np.zeros(len(pool))
     taken = np.zeros(len(pool), dtype=bool)
     chosen: list[int] = []
