@@ -154,6 +154,40 @@ def test_verdicts_name_a_winner_only_outside_the_spread_and_the_smallest_gap():
     assert "smallest dev-test gap optuna-tpe +0.0500" in sixty and "excess" not in sixty
 
 
+def test_the_verdict_gives_the_two_leaders_paired_differences_as_mean_and_standard_error():
+    rows = [_row("memevolve", 0.80, 0.03, 0.02, 0.7), _row("hill-climber", 0.78, 0.03, 0.0, 0.6)]
+    pairs = [{"budget": 30, "strategy": "memevolve", "other": "hill-climber", "pairs": 4,
+              "test_diff": 0.02, "test_diff_sd": 0.01, "gap_diff": 0.02, "gap_diff_sd": 0.03},
+             {"budget": 30, "strategy": "hill-climber", "other": "memevolve", "pairs": 4,
+              "test_diff": -0.02, "test_diff_sd": 0.01, "gap_diff": -0.02, "gap_diff_sd": 0.03}]
+    line, = verdicts(rows, pairs)
+    assert ("paired over the same 4 folds x seeds, memevolve - hill-climber: test +0.0200 ± "
+            "0.0050 (se), dev-test gap +0.0200 ± 0.0150;") in line
+    assert "paired" not in verdicts(rows)[0]
+    one = [{**pairs[0], "pairs": 1}]
+    assert "paired" not in verdicts(rows, one)[0]
+
+
+def test_paired_differences_are_those_of_the_same_fold_and_seed(searched):
+    from evolve.bench.search import paired
+
+    root, _, summary, _, _, _ = searched
+    with RunStore(root / "b.duckdb") as store:
+        run_id = summary[0]["run_id"]
+        pairs = {(p["strategy"], p["other"]): p for p in paired(store, run_id)}
+    by = {(r["strategy"], r["fold"], r["seed"]): r for r in summary}
+    runs = [(f, s) for (name, f, s) in by if name == "memevolve"]
+    diffs = [by["memevolve", f, s]["test_score"] - by["random", f, s]["test_score"]
+             for f, s in runs]
+    gaps = [by["memevolve", f, s]["gap"] - by["random", f, s]["gap"] for f, s in runs]
+    mine = pairs["memevolve", "random"]
+    assert mine["pairs"] == len(runs) == 4
+    assert mine["test_diff"] == pytest.approx(sum(diffs) / 4)
+    assert mine["gap_diff"] == pytest.approx(sum(gaps) / 4)
+    assert pairs["random", "memevolve"]["test_diff"] == pytest.approx(-mine["test_diff"])
+    assert len(pairs) == 4 * 3
+
+
 def test_eval_smoke_measures_every_phase_cold_to_new_process(tmp_path):
     db = tmp_path / "b.duckdb"
     _invoke("eval", "--smoke", "--db", str(db), "--out", str(tmp_path / "out"))

@@ -135,8 +135,8 @@ def search_command(
     """memevolve's loop vs Optuna TPE, random search, hill-climber at equal dev evaluations."""
     from benchmarks import load_benchmark, parse_options
     from benchmarks.splits import make_split
-    from evolve.bench.search import (SearchSetup, fold_splits, run_search, signed_cell,
-                                     summary, summary_markdown, verdicts)
+    from evolve.bench.search import (SearchSetup, fold_splits, paired, run_search,
+                                     signed_cell, summary, summary_markdown, verdicts)
     from evolve.evaluation import Evaluator
 
     names = [s.strip() for s in strategies.split(",") if s.strip()]
@@ -185,7 +185,7 @@ def search_command(
                                 separate_budgets=separate_budgets,
                                 report=lambda line: console.print(line))
         store.finish_run(run_id, "done")
-        rows = summary(store, run_id)
+        rows, pairs = summary(store, run_id), paired(store, run_id)
     finally:
         store.close()
     parts = "; ".join(f"dev {len(s.dev_ids)} / test {len(s.test_ids)}" for s in setups)
@@ -199,7 +199,7 @@ def search_command(
           f"{r['test_sd']:.4f}", f"{r['gap_mean']:+.4f}",
           signed_cell(r["excess_mean"]), r["auc_mean"], r["wall_mean"]]
          for r in rows]))
-    said = verdicts(rows)
+    said = verdicts(rows, pairs)
     for line in said:
         console.print(line)
     path = _write_markdown(out, "search", command,

@@ -584,6 +584,40 @@ def summary(store: RunStore, run_id: str) -> list[dict[str, Any]]:
     return store.query(SUMMARY_SQL, [run_id])
 
 
+#: Per budget and ordered pair of strategies, their differences over the same (fold, seed) runs:
+#: a fold's dev and test parts are shared by every strategy, so the paired difference leaves out
+#: how hard the fold is, which the spread over folds counts in full.
+PAIRED_SQL = """
+SELECT a.budget, a.strategy AS strategy, b.strategy AS other, count(*) AS pairs,
+       avg(a.test_score - b.test_score) AS test_diff,
+       coalesce(stddev_samp(a.test_score - b.test_score), 0) AS test_diff_sd,
+       avg(a.gap - b.gap) AS gap_diff,
+       coalesce(stddev_samp(a.gap - b.gap), 0) AS gap_diff_sd
+FROM bench_summary a JOIN bench_summary b USING (run_id, budget, fold, seed)
+WHERE run_id = ? AND a.strategy <> b.strategy
+  AND a.test_score IS NOT NULL AND b.test_score IS NOT NULL
+GROUP BY a.budget, a.strategy, b.strategy
+ORDER BY a.budget, a.strategy, b.strategy
+"""
+
+
+def paired(store: RunStore, run_id: str) -> list[dict[str, Any]]:
+    """Per budget and ordered pair of strategies: the mean and sd of their test-score and
+    dev-test-gap differences over the (fold, seed) runs both made."""
+    return store.query(PAIRED_SQL, [run_id])
+
+
+def _paired_clause(pair: dict[str, Any] | None) -> str:
+    """The paired differences of a verdict's two strategies, each as mean ± standard error."""
+    if pair is None or pair["pairs"] < 2:
+        return ""
+    root = math.sqrt(pair["pairs"])
+    return (f"; paired over the same {pair['pairs']} folds x seeds, {pair['strategy']} - "
+            f"{pair['other']}: test {pair['test_diff']:+.4f} ± "
+            f"{pair['test_diff_sd'] / root:.4f} (se), dev-test gap {pair['gap_diff']:+.4f} ± "
+            f"{pair['gap_diff_sd'] / root:.4f}")
+
+
 def summary_markdown(rows: list[dict[str, Any]]) -> str:
     lines = ["| strategy | budget | folds x seeds | evals | best dev (mean ± sd) | "
              "test (mean ± sd) | test min..max | adversarial test (apart) | dev − test | "
@@ -609,11 +643,13 @@ def signed_cell(value: float | None) -> str:
     return "n/a" if value is None else f"{value:+.4f}"
 
 
-def verdicts(rows: list[dict[str, Any]]) -> list[str]:
+def verdicts(rows: list[dict[str, Any]], pairs: Sequence[dict[str, Any]] = ()) -> list[str]:
     """Per budget, in words: a winner on mean test score only when its lead over the runner-up
     is outside the spread (larger than either one's sd over folds x seeds), otherwise no
-    winner; the smallest mean dev-test gap, and the smallest excess gap (where measured); the
-    largest area under the best-so-far curve."""
+    winner; with ``pairs`` (see paired), the two's test and gap differences over the same runs;
+    the smallest mean dev-test gap, and the smallest excess gap (where measured); the largest
+    area under the best-so-far curve."""
+    by_pair = {(p["budget"], p["strategy"], p["other"]): p for p in pairs}
     lines = []
     for budget in sorted({r["budget"] for r in rows}):
         group = [r for r in rows if r["budget"] == budget and r["test_mean"] is not None]
@@ -638,6 +674,7 @@ def verdicts(rows: list[dict[str, Any]]) -> list[str]:
             if best.get("best_runs") is not None:
                 line += (f", best on test in {best['best_runs']} of {best['runs']} folds x "
                          "seeds")
+            line += _paired_clause(by_pair.get((budget, best["strategy"], second["strategy"])))
         gap = min(group, key=lambda r: abs(r["gap_mean"]))
         line += f"; smallest dev-test gap {gap['strategy']} {gap['gap_mean']:+.4f}"
         measured = [r for r in group if r.get("excess_mean") is not None]
