@@ -3,6 +3,7 @@ what its training reads, carried to the Ray actors, into the store and into expo
 refused on the questions it was trained on."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import yaml
 
@@ -145,7 +146,7 @@ def test_the_fits_run_side_by_side_give_the_models_each_gives_alone(benchmark, s
         [groups] = evaluator.on_shards(rerank.collect_training_rows, config.canonical_json(), dev)
     body = rerank.train_body(groups, key="k", fields_key="f", trained_on=None, question_ids=dev)
     groups = sorted(groups, key=lambda g: g[0])
-    assert body["model"] == rerank._fit(groups)
+    assert body["model"] is None and len(body["folds"]) == rerank.FOLDS
     for fold in body["folds"]:
         kept = [g for g in groups if g[1] not in fold["conversations"]]
         assert fold["model"] == rerank._fit(kept)
@@ -233,3 +234,24 @@ def test_a_config_that_changes_only_what_follows_ranking_reuses_the_kept_ranking
     system.add_conversation(benchmark.conversations[0])
     rows(config)
     assert sorted(ranked) == sorted(test)
+
+
+def test_a_conversation_outside_every_fold_is_ranked_by_the_folds_mean(benchmark, split, config):
+    dev = _ids(benchmark, split, "dev")
+    with Evaluator(benchmark, workers=0) as evaluator:
+        evaluator.add_artefacts(config.artefacts)
+        [groups] = evaluator.on_shards(rerank.collect_training_rows, config.canonical_json(), dev)
+    body = rerank.train_body(groups, key="k", fields_key="f", trained_on=None, question_ids=dev)
+    model = rerank.RerankModel(body)
+    features, conversation = groups[0][2], groups[0][1]
+    import lightgbm
+
+    each = [lightgbm.Booster(model_str=f["model"]).predict(features, num_threads=1)
+            for f in body["folds"]]
+    (own,) = [p for p, f in zip(each, body["folds"]) if conversation in f["conversations"]]
+    assert model.predict(features, conversation).tolist() == own.tolist()
+    assert np.allclose(model.predict(features, "a conversation of no fold"), np.mean(each, axis=0))
+    # Fewer conversations than folds: one model of them all ranks every question.
+    few = [g for g in groups if g[1] == conversation]
+    alone = rerank.train_body(few, key="k", fields_key="f", trained_on=None, question_ids=dev)
+    assert alone["folds"] == [] and alone["model"] == rerank._fit(sorted(few, key=lambda g: g[0]))

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 
 KIND = "ltr_reranker"
 #: Bumped when the features, the labels or the estimator change: older models are not looked up.
-FORMAT = 3
+FORMAT = 4
 #: Fixed, like the question-type predictor's: a resume or another run seed gets the same model.
 SEED = 0
 RERANKERS = ("none", "ltr")
@@ -68,7 +68,8 @@ PARAMS: dict[str, Any] = {
     "lambdarank_truncation_level": 30, "seed": SEED, "deterministic": True, "num_threads": 1,
     "force_col_wise": True, "verbosity": -1}
 ROUNDS = 50
-#: Cross-fitted models besides the full one (conversations dealt round-robin, in id order).
+#: Cross-fitted models (conversations dealt round-robin, in id order); with fewer dev
+#: conversations than this, one model of them all.
 FOLDS = 4
 
 _PER_RETRIEVER = ("score", "norm", "rank")
@@ -237,10 +238,14 @@ def train_body(groups: Sequence[tuple[str, str, np.ndarray, np.ndarray]], *, key
     groups; ``key`` is its ``model_key`` with the embedder, ``fields_key`` without (what an
     export finds it by).
 
-    Besides the model of all groups, it holds FOLDS cross-fitted ones, each trained without a
-    share of the conversations: a training question is ranked by the model that never saw its
-    conversation, so a dev score (what the guard compares) is not the model's own training fit.
-    Which model ranks a question depends on its conversation only, never on a label."""
+    It holds FOLDS cross-fitted models, each trained without a share of the conversations: a
+    training question is ranked by the model that never saw its conversation, so a dev score
+    (what the guard compares) is not the model's own training fit, and any other question (test,
+    a user's agent) by their mean. Which model ranks a question depends on its conversation
+    only, never on a label. No model of all the groups is fitted besides them (``model`` is
+    None): on 2 cores the fifth fit was a third wave of fitting, and the mean of the four ranks
+    test as well (LoCoMo, 5 folds: see PARAMS). With fewer conversations than FOLDS there are no
+    folds, and ``model`` is the one model of all groups."""
     groups = sorted(groups, key=lambda g: g[0])
     if not groups:
         raise MemevolveError("no dev question has evidence among its reranking candidates, so "
@@ -251,11 +256,12 @@ def train_body(groups: Sequence[tuple[str, str, np.ndarray, np.ndarray]], *, key
     conversations = sorted({g[1] for g in groups})
     held_out = [conversations[fold::FOLDS] for fold in range(FOLDS)] \
         if len(conversations) >= FOLDS else []
-    trainings = [groups] + [[g for g in groups if g[1] not in set(out)] for out in held_out]
+    trainings = [[g for g in groups if g[1] not in set(out)] for out in held_out] or [groups]
     # The fits are independent and single-threaded (PARAMS), and LightGBM releases the GIL
     # while it boosts: run side by side, each gives the model text it gives alone.
     with ThreadPoolExecutor(max_workers=min(len(trainings), os.cpu_count() or 1)) as pool:
-        full, *fold_models = pool.map(_fit, trainings)
+        models = list(pool.map(_fit, trainings))
+    full, fold_models = (None, models) if held_out else (models[0], [])
     labels = np.concatenate([g[3] for g in groups])
     return {"kind": KIND, "format": FORMAT, "key": key, "fields_key": fields_key,
             "trained_on": trained_on, "lightgbm": lightgbm.__version__,
@@ -266,7 +272,8 @@ def train_body(groups: Sequence[tuple[str, str, np.ndarray, np.ndarray]], *, key
 
 
 class RerankModel:
-    """A trained model (and its cross-fitted folds), built once per process from its body."""
+    """A trained model (its cross-fitted folds, or one model), built once per process from its
+    body."""
 
     def __init__(self, body: dict[str, Any]) -> None:
         import lightgbm
@@ -276,11 +283,15 @@ class RerankModel:
             raise MemevolveError(f"reranker artefact {body.get('key')} is of format "
                                  f"{body.get('format')} with other features than this version's "
                                  f"{FORMAT}. Fix: re-evaluate the config, which retrains it.")
-        self._full = lightgbm.Booster(model_str=body["model"])
-        self._of_conversation = {}
+        #: What ranks a conversation outside every fold: the one model, or all the folds' mean.
+        self._others: tuple[Any, ...] = ()
+        self._of_conversation: dict[str, tuple[Any, ...]] = {}
         for fold in body["folds"]:
-            booster = lightgbm.Booster(model_str=fold["model"])
+            booster = (lightgbm.Booster(model_str=fold["model"]),)
             self._of_conversation.update(dict.fromkeys(fold["conversations"], booster))
+            self._others += booster
+        if body["model"] is not None:
+            self._others = (lightgbm.Booster(model_str=body["model"]),)
 
     def predict(self, features: np.ndarray, conversation_id: str) -> np.ndarray:
         return self.predict_many([(features, conversation_id)])[0]
@@ -290,14 +301,15 @@ class RerankModel:
         one call per model: a call costs about 0.2 ms beyond its rows (LightGBM sets up its
         predictor), a third of what 150 candidates cost. Rows are scored independently, so
         each question's scores are those it gets alone."""
-        members: dict[int, tuple[Any, list[int]]] = {}
+        members: dict[int, tuple[tuple[Any, ...], list[int]]] = {}
         for i, (_, conversation_id) in enumerate(batch):
-            booster = self._of_conversation.get(conversation_id, self._full)
-            members.setdefault(id(booster), (booster, []))[1].append(i)
+            boosters = self._of_conversation.get(conversation_id, self._others)
+            members.setdefault(id(boosters), (boosters, []))[1].append(i)
         out: list[np.ndarray] = [np.empty(0)] * len(batch)
-        for booster, indexes in members.values():
-            scores = np.asarray(booster.predict(np.vstack([batch[i][0] for i in indexes]),
-                                                num_threads=1), dtype=float)
+        for boosters, indexes in members.values():
+            rows = np.vstack([batch[i][0] for i in indexes])
+            scores = np.mean([np.asarray(b.predict(rows, num_threads=1), dtype=float)
+                              for b in boosters], axis=0)
             ends = np.cumsum([len(batch[i][0]) for i in indexes])
             for i, part in zip(indexes, np.split(scores, ends[:-1])):
                 out[i] = part
