@@ -140,11 +140,7 @@ def test_ray_actors_train_and_rerank_as_the_driver_does(benchmark, split, config
 
 
 def test_the_fits_run_side_by_side_give_the_models_each_gives_alone(benchmark, split, config):
-    dev = _ids(benchmark, split, "dev")
-    with Evaluator(benchmark, workers=0) as evaluator:
-        evaluator.add_artefacts(config.artefacts)
-        [groups] = evaluator.on_shards(rerank.collect_training_rows, config.canonical_json(), dev)
-    body = rerank.train_body(groups, key="k", fields_key="f", trained_on=None, question_ids=dev)
+    dev, groups, body = _trained(benchmark, split, config)
     groups = sorted(groups, key=lambda g: g[0])
     assert body["model"] is None and len(body["folds"]) == rerank.FOLDS
     for fold in body["folds"]:
@@ -237,11 +233,7 @@ def test_a_config_that_changes_only_what_follows_ranking_reuses_the_kept_ranking
 
 
 def test_a_conversation_outside_every_fold_is_ranked_by_the_folds_mean(benchmark, split, config):
-    dev = _ids(benchmark, split, "dev")
-    with Evaluator(benchmark, workers=0) as evaluator:
-        evaluator.add_artefacts(config.artefacts)
-        [groups] = evaluator.on_shards(rerank.collect_training_rows, config.canonical_json(), dev)
-    body = rerank.train_body(groups, key="k", fields_key="f", trained_on=None, question_ids=dev)
+    dev, groups, body = _trained(benchmark, split, config)
     model = rerank.RerankModel(body)
     features, conversation = groups[0][2], groups[0][1]
     import lightgbm
@@ -255,3 +247,13 @@ def test_a_conversation_outside_every_fold_is_ranked_by_the_folds_mean(benchmark
     few = [g for g in groups if g[1] == conversation]
     alone = rerank.train_body(few, key="k", fields_key="f", trained_on=None, question_ids=dev)
     assert alone["folds"] == [] and alone["model"] == rerank._fit(sorted(few, key=lambda g: g[0]))
+
+
+def _trained(benchmark, split, config):
+    """(dev ids, the training groups of the dev questions, the body trained on them)."""
+    dev = _ids(benchmark, split, "dev")
+    with Evaluator(benchmark, workers=0) as evaluator:
+        evaluator.add_artefacts(config.artefacts)
+        [groups] = evaluator.on_shards(rerank.collect_training_rows, config.canonical_json(), dev)
+    return dev, groups, rerank.train_body(groups, key="k", fields_key="f", trained_on=None,
+                                          question_ids=dev)
