@@ -61,7 +61,8 @@ DIMENSIONS = (
 #: the fitting (on LoCoMo fold 0 of 5, depth 150, 165k rows: 2.3 s a fit against 5.4 s) for the
 #: same held-out recall of the evidence (conversation-held-out, at 5/10/20/50: 0.778 0.858 0.916
 #: 0.968 against 0.776 0.854 0.917 0.969) and, over LoCoMo's 5 folds (the weak start with the
-#: reranker), the same recall_in_context: dev 0.6219 / test 0.6217 against 0.6215 / 0.6226.
+#: reranker), the same recall_in_context: dev 0.6219 / test 0.6217 against 0.6215 / 0.6226
+#: (test 0.6207 once the folds' mean ranked it, see train_body).
 #: Training was 77% of a search's evaluation time.
 PARAMS: dict[str, Any] = {
     "objective": "lambdarank", "learning_rate": 0.15, "num_leaves": 15, "min_data_in_leaf": 20,
@@ -298,9 +299,9 @@ class RerankModel:
 
     def predict_many(self, batch: Sequence[tuple[np.ndarray, str]]) -> list[np.ndarray]:
         """The scores of several questions' candidates, (features, conversation id) each, with
-        one call per model: a call costs about 0.2 ms beyond its rows (LightGBM sets up its
-        predictor), a third of what 150 candidates cost. Rows are scored independently, so
-        each question's scores are those it gets alone."""
+        one call per model (each fold's, for a mean): a call costs about 0.2 ms beyond its
+        rows (LightGBM sets up its predictor), a third of what 150 candidates cost. Rows are
+        scored independently, so each question's scores are those it gets alone."""
         members: dict[int, tuple[tuple[Any, ...], list[int]]] = {}
         for i, (_, conversation_id) in enumerate(batch):
             boosters = self._of_conversation.get(conversation_id, self._others)
