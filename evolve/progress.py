@@ -14,6 +14,11 @@ from typing import Any, Callable
 DEFAULT_EVERY_S = 10.0
 
 
+def progress_every_s() -> float:
+    """Seconds between two progress lines in a log: $MEMEVOLVE_PROGRESS_EVERY_S or the default."""
+    return float(os.environ.get("MEMEVOLVE_PROGRESS_EVERY_S", DEFAULT_EVERY_S))
+
+
 def format_duration(seconds: float) -> str:
     seconds = max(0, int(round(seconds)))
     hours, rest = divmod(seconds, 3600)
@@ -44,8 +49,7 @@ class Progress:
         self.total = total
         self.unit = unit
         self.enabled = enabled and total > 0
-        self.every_s = every_s if every_s is not None else float(
-            os.environ.get("MEMEVOLVE_PROGRESS_EVERY_S", DEFAULT_EVERY_S))
+        self.every_s = every_s if every_s is not None else progress_every_s()
         self._write = write or (lambda line: err_console.print(line, markup=False,
                                                                 highlight=False))
         self.terminal = err_console.is_terminal if terminal is None else terminal

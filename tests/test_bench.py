@@ -53,6 +53,28 @@ def test_search_runs_every_fold_strategy_and_seed_at_the_smoke_budget(searched):
         assert strategy in output
 
 
+def test_a_search_reports_each_run_while_it_runs(searched):
+    """Before a run's summary line, its own progress: memevolve's rounds, the others' best dev
+    as it moves and their last evaluation."""
+    import re
+
+    _, output, _, _, _, _ = searched
+    lines = output.splitlines()
+    for fold, strategy, seed in itertools.product(
+            ("fold0of2", "fold1of2"), ("memevolve", "optuna-tpe", "random", "hill-climber"),
+            (0, 1)):
+        head = f"{fold} {strategy} budget 6 seed {seed}"
+        done = lines.index(next(l for l in lines if l.startswith(f"{head}: 6 evaluations")))
+        progress = [l for l in lines[:done] if l.startswith(f"{head}: ")]
+        if strategy == "memevolve":
+            assert any(re.match(rf"{head}: round 1 \(\w+\): \w+; incumbent dev", l)
+                       for l in progress), output
+        else:
+            assert re.fullmatch(rf"{head}: evaluation 1/6: dev ([\d.]+), best \1, \d+s",
+                                progress[0]), output
+            assert progress[-1].startswith(f"{head}: evaluation 6/6: dev "), output
+
+
 def test_every_strategy_spends_exactly_its_budget(searched):
     _, _, summary, curves, _, _ = searched
     assert all(r["evaluations"] == r["budget"] for r in summary)

@@ -15,6 +15,7 @@ import optuna
 
 from benchmarks.errors import MemevolveError
 from evolve.evaluation import Evaluator, evaluate_configs
+from evolve.progress import format_duration, progress_every_s
 from search_space.dimensions import DIMENSIONS_BY_NAME
 from search_space.optuna_space import distributions
 
@@ -197,13 +198,17 @@ class DevBudget:
     before in this run is served from the run's own memo (no wall time) but still counts, as it
     would for a user paying per evaluation."""
 
-    def __init__(self, setup: SearchSetup, evaluator: Evaluator, trace: Trace) -> None:
+    def __init__(self, setup: SearchSetup, evaluator: Evaluator, trace: Trace,
+                 report: Callable[[str], None] = lambda line: None) -> None:
         self.setup = setup
         self.evaluator = evaluator
         self.trace = trace
         self._dev_ids = setup.dev_ids
         self._memo: dict[str, float] = {}
         self._began = time.perf_counter()
+        self._report = report
+        self._reported = self._began
+        self._every_s = progress_every_s()
 
     @property
     def remaining(self) -> int:
@@ -222,12 +227,21 @@ class DevBudget:
                                       objective=self.setup.objective)[0]
             self._memo[key] = _score(result.score)
         score = self._memo[key]
-        self.trace.add(key, score, incumbent_after(score),
-                       elapsed=time.perf_counter() - self._began)
+        now = time.perf_counter()
+        best = incumbent_after(score)
+        improved = not self.trace.best_so_far or best > self.trace.best_so_far[-1]
+        self.trace.add(key, score, best, elapsed=now - self._began)
+        # A line when the best moves, at the end, and otherwise at most one per progress
+        # interval: a long run can be followed in its log without a line per evaluation.
+        if improved or not self.remaining or now - self._reported >= self._every_s:
+            self._reported = now
+            self._report(f"evaluation {len(self.trace.dev_scores)}/{self.trace.budget}: dev "
+                         f"{score:.4f}, best {best:.4f}, {format_duration(now - self._began)}")
         return score
 
 
-Strategy = Callable[[SearchSetup, Evaluator, int, int], Trace]
+#: (setup, evaluator, budget, seed, report): ``report`` takes the run's progress lines.
+Strategy = Callable[[SearchSetup, Evaluator, int, int, Callable[[str], None]], Trace]
 _STRATEGY_FUNCTIONS: dict[str, Strategy] = {}
 
 
@@ -240,15 +254,16 @@ def _strategy(name: str) -> Callable[[Strategy], Strategy]:
 
 
 def run_strategy(name: str, setup: SearchSetup, evaluator: Evaluator, budget: int,
-                 seed: int) -> Trace:
-    """One run of a strategy: at most ``budget`` dev evaluations, then its choice once on test."""
+                 seed: int, report: Callable[[str], None] = lambda line: None) -> Trace:
+    """One run of a strategy: at most ``budget`` dev evaluations, then its choice once on test;
+    ``report`` takes its progress lines while it runs (memevolve's rounds, the others' best)."""
     if name not in _STRATEGY_FUNCTIONS:
         raise MemevolveError(f"unknown strategy '{name}'. Fix: use one of {', '.join(STRATEGIES)}.")
     if budget < 1:
         raise MemevolveError(f"budget {budget} is below 1. Fix: pass budgets of at least 1 "
                              "evaluation (the start config is the first).")
     began = time.perf_counter()
-    trace = _STRATEGY_FUNCTIONS[name](setup, evaluator, budget, seed)
+    trace = _STRATEGY_FUNCTIONS[name](setup, evaluator, budget, seed, report)
     trace.fold = setup.fold
     if math.isnan(trace.test_score):
         score_on_test(trace, setup, evaluator)
@@ -276,7 +291,8 @@ def score_on_test(trace: Trace, setup: SearchSetup, evaluator: Evaluator,
 
 
 @_strategy("memevolve")
-def _memevolve(setup: SearchSetup, evaluator: Evaluator, budget: int, seed: int) -> Trace:
+def _memevolve(setup: SearchSetup, evaluator: Evaluator, budget: int, seed: int,
+               report: Callable[[str], None]) -> Trace:
     """evolve() itself (rules diagnoser, bootstrap guard, Optuna exploration) in a store of its
     own, so that no strategy reuses another run's outcomes; convergence is set beyond reach so
     that it, like the others, spends the whole budget."""
@@ -298,7 +314,11 @@ def _memevolve(setup: SearchSetup, evaluator: Evaluator, budget: int, seed: int)
                          ".duckdb")
         path.unlink(missing_ok=True)
         with RunStore(path) as store:
-            outcome = evolve(store, settings, evaluator=evaluator, split=setup.split)
+            # Its rounds only: the run's resume hint and test line do not apply to a bench run
+            # (it is not resumed, and the bench scores the choice on test itself).
+            outcome = evolve(store, settings, evaluator=evaluator, split=setup.split,
+                             report=lambda line: report(line) if line.startswith("round ")
+                             else None)
             trace = _memevolve_trace(store, outcome.run_id, budget, seed,
                                      setup.start.artefacts)
     assert trace.choice is not None and \
@@ -345,14 +365,15 @@ def _memevolve_trace(store: RunStore, run_id: str, budget: int, seed: int,
 
 
 def _optuna_search(sampler: optuna.samplers.BaseSampler, name: str, setup: SearchSetup,
-                   evaluator: Evaluator, budget: int, seed: int) -> Trace:
+                   evaluator: Evaluator, budget: int, seed: int,
+                   report: Callable[[str], None]) -> Trace:
     """Ask/tell over every searchable dimension; the start config is the enqueued first trial."""
     names = search_dimensions()
     dists = distributions(names, setup.max_context_tokens)
     study = optuna.create_study(direction="maximize", sampler=sampler)
     study.enqueue_trial({n: getattr(setup.start, n) for n in names})
     trace = Trace(name, seed, budget)
-    dev = DevBudget(setup, evaluator, trace)
+    dev = DevBudget(setup, evaluator, trace, report)
     best: tuple[float, RetrievalConfig] | None = None
     while dev.remaining:
         trial = study.ask(dists)
@@ -366,26 +387,29 @@ def _optuna_search(sampler: optuna.samplers.BaseSampler, name: str, setup: Searc
 
 
 @_strategy("optuna-tpe")
-def _tpe(setup: SearchSetup, evaluator: Evaluator, budget: int, seed: int) -> Trace:
+def _tpe(setup: SearchSetup, evaluator: Evaluator, budget: int, seed: int,
+         report: Callable[[str], None]) -> Trace:
     return _optuna_search(optuna.samplers.TPESampler(seed=seed), "optuna-tpe", setup, evaluator,
-                          budget, seed)
+                          budget, seed, report)
 
 
 @_strategy("random")
-def _random(setup: SearchSetup, evaluator: Evaluator, budget: int, seed: int) -> Trace:
+def _random(setup: SearchSetup, evaluator: Evaluator, budget: int, seed: int,
+            report: Callable[[str], None]) -> Trace:
     return _optuna_search(optuna.samplers.RandomSampler(seed=seed), "random", setup, evaluator,
-                          budget, seed)
+                          budget, seed, report)
 
 
 @_strategy("hill-climber")
-def _hill_climber(setup: SearchSetup, evaluator: Evaluator, budget: int, seed: int) -> Trace:
+def _hill_climber(setup: SearchSetup, evaluator: Evaluator, budget: int, seed: int,
+                  report: Callable[[str], None]) -> Trace:
     """EvolveMem's default: mutate 1-2 random dimensions of the incumbent, keep the mutant if
     its dev mean is higher at all; no significance test, no held-out check."""
     rng = random.Random(seed)
     names = search_dimensions()
     dists = distributions(names, setup.max_context_tokens)
     trace = Trace("hill-climber", seed, budget)
-    dev = DevBudget(setup, evaluator, trace)
+    dev = DevBudget(setup, evaluator, trace, report)
     incumbent = setup.start
     best = dev.evaluate(incumbent, incumbent_after=lambda s: s)
     trace.choose(incumbent, best)
@@ -492,9 +516,13 @@ def run_search(store: RunStore, setups: Sequence[SearchSetup], evaluator: Evalua
             for name in list(strategies[shift:]) + list(strategies[:shift]):
                 run: Trace | None = None
                 for budget in ordered:
+                    where = f"{setup.split.name} " if len(setups) > 1 else ""
                     if run is None or separate_budgets:
-                        run = run_strategy(name, setup, evaluator,
-                                           budget if separate_budgets else ordered[-1], seed)
+                        size = budget if separate_budgets else ordered[-1]
+                        run = run_strategy(
+                            name, setup, evaluator, size, seed,
+                            lambda line, head=f"{where}{name} budget {size} seed {seed}":
+                            report(f"{head}: {line}"))
                         assert run.choice is not None
                         run.start_test = start.test_score
                         known.setdefault(run.choice.config_hash,
@@ -506,7 +534,6 @@ def run_search(store: RunStore, setups: Sequence[SearchSetup], evaluator: Evalua
                         trace.wall_s += time.perf_counter() - began
                     _store_trace(store, run_id, trace)
                     traces.append(trace)
-                    where = f"{setup.split.name} " if len(setups) > 1 else ""
                     read = f" (the first {trace.spent:g} of {run.budget})" \
                         if trace is not run else ""
                     report(f"{where}{name} budget {budget} seed {seed}: {trace.spent:g} "
