@@ -506,6 +506,7 @@ def run_search(store: RunStore, setups: Sequence[SearchSetup], evaluator: Evalua
     warm_up(setups[0], evaluator)
     traces: list[Trace] = []
     for setup in setups:
+        where = f"{setup.split.name} " if len(setups) > 1 else ""
         # Test scores by config hash: evaluation is deterministic, so a config chosen twice (by
         # two budgets, two strategies) is scored once; the start's is every excess gap's base.
         known: dict[str, tuple[float, float]] = {}
@@ -516,7 +517,6 @@ def run_search(store: RunStore, setups: Sequence[SearchSetup], evaluator: Evalua
             for name in list(strategies[shift:]) + list(strategies[:shift]):
                 run: Trace | None = None
                 for budget in ordered:
-                    where = f"{setup.split.name} " if len(setups) > 1 else ""
                     if run is None or separate_budgets:
                         size = budget if separate_budgets else ordered[-1]
                         run = run_strategy(
