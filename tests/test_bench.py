@@ -470,3 +470,42 @@ def test_the_summary_counts_the_folds_each_strategy_was_best_on_test(searched):
             1 for r in rows if r["strategy"] == line["strategy"]
             and r["test_score"] >= top[r["fold"], r["seed"]])
     assert sum(line["best_runs"] for line in table) >= len(top)
+
+
+def test_only_folds_runs_those_folds_as_a_full_run_does(searched, tmp_path):
+    """`--only-folds 1` runs fold 1 of 2 alone: a measurement over folds can be made in parts,
+    and each part's runs are the full run's, evaluation by evaluation."""
+    _, _, summary, curves, _, _ = searched
+    db = tmp_path / "b.duckdb"
+    output = _invoke("search", "--smoke", "--workers", "0", "--only-folds", "1",
+                     "--strategies", "hill-climber,memevolve", "--seeds", "1",
+                     "--db", str(db), "--out", str(tmp_path / "out"))
+    assert "--only-folds 1" in (tmp_path / "out" / "search.md").read_text()
+    assert "1 folds x 1 seeds" in output
+
+    def picked(rows):
+        return [{k: r[k] for k in keep} for r in rows
+                if r["fold"] == 1 and r["seed"] == 1
+                and r["strategy"] in ("hill-climber", "memevolve")]
+
+    with RunStore(db) as store:
+        keep = ("fold", "strategy", "seed", "eval_index", "config_hash", "dev_score")
+        part = store.query("SELECT * FROM bench_search ORDER BY fold, strategy, seed, "
+                           "eval_index")
+        assert {r["fold"] for r in part} == {1}
+        assert picked(part) == picked(curves)
+        keep = ("fold", "strategy", "choice_hash", "best_dev", "test_score", "start_test")
+        assert picked(store.query("SELECT * FROM bench_summary ORDER BY fold, strategy, "
+                                  "seed")) == picked(summary)
+
+
+@pytest.mark.parametrize("args, says", [
+    (["--only-folds", "2"], "fold 2 is not one of the 2 folds"),
+    (["--only-folds", "x"], "is not a comma-separated list"),
+    (["--split", "default", "--only-folds", "0", "--benchmark", "synthetic"],
+     "no --folds K was given")])
+def test_only_folds_refuses_a_fold_that_is_not_there(tmp_path, args, says):
+    result = runner.invoke(app, ["bench", "search", *(["--smoke"] if "--split" not in args
+                                                      else []), *args,
+                                 "--db", str(tmp_path / "b.duckdb")])
+    assert result.exit_code == 2 and says in result.output and "Fix:" in result.output

@@ -98,6 +98,23 @@ def _quote(value: object) -> str:
     return f"'{text}'" if any(c in text for c in " \t'\"") else text
 
 
+def _chosen_folds(text: str | None, folds: int | None) -> list[int] | None:
+    """``--only-folds``: the fold numbers to run, each one of the ``--folds`` K."""
+    if text is None:
+        return None
+    if folds is None:
+        raise MemevolveError(f"--only-folds {text} picks among folds, but no --folds K was "
+                             "given. Fix: pass --folds K as well (e.g. --folds 5 --only-folds "
+                             "2,3,4).")
+    chosen = sorted(set(_ints(text, "--only-folds")))
+    wrong = [f for f in chosen if not 0 <= f < folds]
+    if wrong:
+        raise MemevolveError(f"--only-folds {text}: fold {wrong[0]} is not one of the "
+                             f"{folds} folds, which are counted from 0. Fix: pick among "
+                             f"0-{folds - 1}.")
+    return chosen
+
+
 # search -------------------------------------------------------------------------------------
 @bench_app.command("search")
 @user_errors
@@ -114,6 +131,11 @@ def search_command(
                                         "5: 2 test conversations each), repeated stratified "
                                         "splits on LongMemEval; mean and spread over folds x "
                                         "seeds (smoke: 2)."),
+    only_folds: Optional[str] = typer.Option(None, "--only-folds", help="Run only these of "
+                                             "the --folds K folds, comma-separated, counted "
+                                             "from 0 (e.g. 2,3,4): a long measurement in "
+                                             "parts, each fold the same split as in a full "
+                                             "run."),
     preset: str = typer.Option("weak", help="Start config of every strategy."),
     strategies: str = typer.Option("memevolve,optuna-tpe,random,hill-climber",
                                    help="Comma-separated strategies."),
@@ -153,16 +175,18 @@ def search_command(
         benchmark, data, options = "synthetic", None, SMOKE_SYNTHETIC
     bench = load_benchmark(benchmark, data, **options)
     splits = fold_splits(bench, folds) if folds is not None else [make_split(bench, split)]
+    chosen = _chosen_folds(only_folds, folds)
     run_id = _bench_id("search")
     # memevolve's own run stores stay beside the table, for 'memevolve report RUN --db FILE'.
     setups = [SearchSetup(bench, one, preset=preset, max_context_tokens=max_context_tokens,
                           candidates=per_round, keep_runs=out / run_id, fold=fold)
-              for fold, one in enumerate(splits)]
+              for fold, one in enumerate(splits) if chosen is None or fold in chosen]
     command = " ".join(["memevolve bench search", *(["--smoke"] if smoke else
                         ["-b", benchmark] + (["--data", _quote(data)] if data else [])
                         + [f"--benchmark-option {k}={_quote(v)}" for k, v in options.items()]),
                         *(["--folds", str(folds)] if folds is not None and not smoke else
                           ["--split", split] if folds is None else []),
+                        *(["--only-folds", ",".join(map(str, chosen))] if chosen else []),
                         "--preset", preset, "--strategies", ",".join(names),
                         "--budgets", ",".join(map(str, budget_list)),
                         "--seeds", ",".join(map(str, seed_list)),
@@ -173,8 +197,9 @@ def search_command(
     store = _open_store(db)
     try:
         # The run row holds the first fold's split; the others are named in the settings.
-        store.create_run(run_id, "bench", bench, splits[0], {
+        store.create_run(run_id, "bench", bench, setups[0].split, {
             "command": command, "folds": [s.model_dump() for s in splits],
+            "only_folds": chosen,
             "strategies": names, "budgets": budget_list,
             "seeds": seed_list, "preset": preset, "candidates": per_round,
             "max_context_tokens": max_context_tokens, "workers": workers,
