@@ -472,32 +472,105 @@ def test_the_summary_counts_the_folds_each_strategy_was_best_on_test(searched):
     assert sum(line["best_runs"] for line in table) >= len(top)
 
 
-def test_only_folds_runs_those_folds_as_a_full_run_does(searched, tmp_path):
-    """`--only-folds 1` runs fold 1 of 2 alone: a measurement over folds can be made in parts,
-    and each part's runs are the full run's, evaluation by evaluation."""
-    _, _, summary, curves, _, _ = searched
-    db = tmp_path / "b.duckdb"
-    output = _invoke("search", "--smoke", "--workers", "0", "--only-folds", "1",
-                     "--strategies", "hill-climber,memevolve", "--seeds", "1",
-                     "--db", str(db), "--out", str(tmp_path / "out"))
-    assert "--only-folds 1" in (tmp_path / "out" / "search.md").read_text()
-    assert "1 folds x 1 seeds" in output
+#: The part-runs of `parts`: two strategies, one seed, each fold in its own run.
+PART_STRATEGIES, PART_SEED = ("hill-climber", "memevolve"), 1
 
-    def picked(rows):
-        return [{k: r[k] for k in keep} for r in rows
-                if r["fold"] == 1 and r["seed"] == 1
-                and r["strategy"] in ("hill-climber", "memevolve")]
 
+@pytest.fixture(scope="module")
+def parts(tmp_path_factory):
+    """The smoke search again, fold by fold (`--only-folds 0`, then 1), into one store."""
+    root = tmp_path_factory.mktemp("parts")
+    db, outputs = root / "b.duckdb", []
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MEMEVOLVE_CACHE_DIR", str(root / "cache"))
+        for fold in (0, 1):
+            outputs.append(_invoke(
+                "search", "--smoke", "--workers", "0", "--only-folds", str(fold),
+                "--strategies", ",".join(PART_STRATEGIES), "--seeds", str(PART_SEED),
+                "--db", str(db), "--out", str(root / f"out{fold}")))
     with RunStore(db) as store:
-        keep = ("fold", "strategy", "seed", "eval_index", "config_hash", "dev_score")
-        part = store.query("SELECT * FROM bench_search ORDER BY fold, strategy, seed, "
-                           "eval_index")
-        assert {r["fold"] for r in part} == {1}
-        assert picked(part) == picked(curves)
-        keep = ("fold", "strategy", "choice_hash", "best_dev", "test_score", "start_test")
-        assert picked(store.query("SELECT * FROM bench_summary ORDER BY fold, strategy, "
-                                  "seed")) == picked(summary)
+        ids = [r["run_id"] for r in store.query(
+            "SELECT run_id FROM runs WHERE kind = 'bench' ORDER BY started_at")]
+    return root, db, ids, outputs
 
+
+def _picked(rows, keep):
+    return sorted(({k: r[k] for k in keep} for r in rows if r["seed"] == PART_SEED
+                   and r["strategy"] in PART_STRATEGIES), key=lambda r: tuple(map(str, r.values())))
+
+
+def test_only_folds_runs_those_folds_as_a_full_run_does(searched, parts):
+    """`--only-folds F` runs fold F alone: a measurement over folds can be made in parts, and
+    each part's runs are the full run's, evaluation by evaluation."""
+    _, _, summary, curves, _, _ = searched
+    root, db, ids, outputs = parts
+    assert len(ids) == 2 and all("1 folds x 1 seeds" in o for o in outputs)
+    assert "--only-folds 1" in (root / "out1" / "search.md").read_text()
+    with RunStore(db) as store:
+        for fold, run_id in enumerate(ids):
+            assert {r["fold"] for r in store.query(
+                "SELECT fold FROM bench_search WHERE run_id = ?", [run_id])} == {fold}
+        keep = ("fold", "strategy", "seed", "eval_index", "config_hash", "dev_score")
+        assert _picked(store.query("SELECT * FROM bench_search"), keep) == _picked(curves, keep)
+        keep = ("fold", "strategy", "budget", "choice_hash", "best_dev", "test_score",
+                "start_test", "gap", "auc")
+        assert _picked(store.query("SELECT * FROM bench_summary"), keep) == _picked(summary,
+                                                                                  keep)
+
+
+def test_pool_gives_the_parts_one_table_as_one_run_would(searched, parts):
+    """`bench pool` over the two part-runs: the means over both folds of the full run's rows."""
+    _, _, summary, _, _, _ = searched
+    root, db, ids, _ = parts
+    output = _invoke("pool", *ids, "--db", str(db), "--out", str(root / "pooled"))
+    assert f"{ids[0]}: folds 0" in output and f"{ids[1]}: folds 1" in output
+    assert "2 of 2 folds x 1 seeds, pooled over 2 runs" in output
+    text = (root / "pooled" / "search-pooled.md").read_text()
+    assert f"memevolve bench pool {ids[0]} {ids[1]}" in text
+    for strategy in PART_STRATEGIES:
+        rows = [r for r in summary if r["strategy"] == strategy and r["seed"] == PART_SEED]
+        test = sum(r["test_score"] for r in rows) / len(rows)
+        auc = sum(r["auc"] for r in rows) / len(rows)
+        assert f"| {strategy} | 6 | 2 x 1 | " in text
+        line = next(x for x in text.splitlines() if x.startswith(f"| {strategy} | 6 |"))
+        assert f"{test:.4f} ± " in line and f"| {auc:.4f} |" in line
+    assert "paired over the same 2 folds x seeds" in text
+    # One part alone: the table says which folds it lacks.
+    alone = _invoke("pool", ids[1], "--db", str(db), "--out", str(root / "alone"))
+    assert "folds 0 of 2 are in none of these runs" in alone
+
+
+def test_pool_refuses_runs_that_are_not_parts_of_one_measurement(searched, parts, tmp_path):
+    import shutil
+
+    root, db, ids, _ = parts
+    copy = tmp_path / "b.duckdb"
+    shutil.copy(db, copy)
+    # A second run of fold 1 with the same settings: its runs would count twice.
+    with duckdb.connect(str(copy)) as connection:
+        for name in ("runs", "bench_summary"):
+            columns = [c[0] for c in connection.execute(f"DESCRIBE {name}").fetchall()]
+            values = ", ".join("'again' AS run_id" if c == "run_id" else c for c in columns)
+            connection.execute(f"INSERT INTO {name} SELECT {values} FROM {name} "
+                               f"WHERE run_id = '{ids[1]}'")
+    for args, says in [((ids[1], "again"), "was run by both"),
+                       ((ids[0], ids[0]), "list each run once"),
+                       ((ids[0], "nosuchrun"), "nosuchrun: no bench search run")]:
+        result = runner.invoke(app, ["bench", "pool", *args, "--db", str(copy)])
+        assert result.exit_code == 2 and says in result.output and "Fix:" in result.output
+    # The full smoke run measured four strategies and both folds: not a part of the same one.
+    full = searched[0] / "b.duckdb"
+    shutil.copy(full, tmp_path / "full.duckdb")
+    with RunStore(tmp_path / "full.duckdb") as store:
+        other = store.query("SELECT run_id FROM runs WHERE kind = 'bench'")[0]["run_id"]
+    with duckdb.connect(str(copy)) as connection:
+        connection.execute(f"ATTACH '{tmp_path / 'full.duckdb'}' AS whole (READ_ONLY)")
+        for name in ("runs", "bench_summary"):
+            connection.execute(f"INSERT INTO {name} SELECT * FROM whole.{name} "
+                               f"WHERE run_id = '{other}'")
+    result = runner.invoke(app, ["bench", "pool", ids[0], other, "--db", str(copy)])
+    assert result.exit_code == 2 and "differs from" in result.output
+    assert "strategies" in result.output and "Fix:" in result.output
 
 @pytest.mark.parametrize("args, says", [
     (["--only-folds", "2"], "fold 2 is not one of the 2 folds"),

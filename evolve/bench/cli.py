@@ -157,8 +157,7 @@ def search_command(
     """memevolve's loop vs Optuna TPE, random search, hill-climber at equal dev evaluations."""
     from benchmarks import load_benchmark, parse_options
     from benchmarks.splits import make_split
-    from evolve.bench.search import (SearchSetup, fold_splits, paired, run_search,
-                                     signed_cell, summary, summary_markdown, verdicts)
+    from evolve.bench.search import SearchSetup, fold_splits, paired, run_search, summary
     from evolve.evaluation import Evaluator
 
     names = [s.strip() for s in strategies.split(",") if s.strip()]
@@ -214,11 +213,21 @@ def search_command(
     finally:
         store.close()
     parts = "; ".join(f"dev {len(s.dev_ids)} / test {len(s.test_ids)}" for s in setups)
+    _print_search(f"{bench.name}: {len(setups)} folds x {len(seed_list)} seeds ({parts} "
+                  f"questions), objective {setups[0].objective} (run {run_id})",
+                  rows, pairs, out, "search", command)
+    if result.plot:
+        console.print(f"plot {result.plot}")
+
+
+def _print_search(title: str, rows: list[dict], pairs: list[dict], out: Path, name: str,
+                  command: str) -> None:
+    """A search's table and verdicts, on the console and as OUT/NAME.md under its command."""
+    from evolve.bench.search import signed_cell, summary_markdown, verdicts
+
     console.print(table(
-        f"{bench.name}: {len(setups)} folds x {len(seed_list)} seeds ({parts} questions), "
-        f"objective {setups[0].objective} (run {run_id})",
-        ["strategy", "budget", "evals", "best dev", "test", "dev-test", "excess gap", "AUC",
-         "wall s"],
+        title, ["strategy", "budget", "evals", "best dev", "test", "dev-test", "excess gap",
+                "AUC", "wall s"],
         [[r["strategy"], r["budget"], round(r["evaluations"], 1),
           f"{r['dev_mean']:.4f} ± {r['dev_sd']:.4f}", f"{r['test_mean']:.4f} ± "
           f"{r['test_sd']:.4f}", f"{r['gap_mean']:+.4f}",
@@ -227,11 +236,39 @@ def search_command(
     said = verdicts(rows, pairs)
     for line in said:
         console.print(line)
-    path = _write_markdown(out, "search", command,
+    path = _write_markdown(out, name, command,
                            "\n".join([summary_markdown(rows), ""] + [f"- {v}" for v in said]))
     console.print(f"table {path}")
-    if result.plot:
-        console.print(f"plot {result.plot}")
+
+
+@bench_app.command("pool")
+@user_errors
+def pool_command(
+    run_ids: list[str] = typer.Argument(..., help="The bench search runs to pool: parts of "
+                                        "one measurement made with --only-folds (a run "
+                                        "stopped part-way counts with what it finished)."),
+    db: Path = DbOpt, out: Path = OutOpt,
+) -> None:
+    """One table and verdict over bench search runs that each made some of the folds."""
+    from evolve.bench.search import paired, pool_runs, summary
+
+    store = _open_store(db)
+    try:
+        pooled = pool_runs(store, run_ids)
+        rows, pairs = summary(store, run_ids), paired(store, run_ids)
+    finally:
+        store.close()
+    missing = sorted(set(range(pooled["folds"])) - set(pooled["covered"]))
+    for run_id, folds in pooled["gave"].items():
+        console.print(f"{run_id}: folds {', '.join(map(str, folds)) or 'none'}")
+    if missing:
+        console.print(f"[yellow]folds {', '.join(map(str, missing))} of {pooled['folds']} are "
+                      "in none of these runs: the table is over the others.[/yellow]")
+    settings = pooled["settings"]
+    _print_search(f"{len(pooled['covered'])} of {pooled['folds']} folds x "
+                  f"{len(settings['seeds'])} seeds, pooled over {len(run_ids)} runs",
+                  rows, pairs, out, "search-pooled",
+                  " ".join(["memevolve bench pool", *run_ids, "--db", _quote(db)]))
 
 
 # eval ---------------------------------------------------------------------------------------

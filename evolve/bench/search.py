@@ -2,6 +2,7 @@
 elitist hill-climber, at equal budgets of dev evaluations, each final choice scored once on test."""
 from __future__ import annotations
 
+import json
 import math
 import random
 import statistics
@@ -599,16 +600,21 @@ SELECT strategy, budget, count(DISTINCT fold) AS folds, count(*) AS runs,
        -- (fold, seed) pairs where no strategy scored higher on test (a tie counts for each)
        count_if(test_score >= top_test) AS best_runs
 FROM (SELECT *, max(test_score) OVER (PARTITION BY budget, fold, seed) AS top_test
-      FROM bench_summary WHERE run_id = ?)
+      FROM bench_summary WHERE list_contains(?, run_id))
 GROUP BY strategy, budget
 ORDER BY budget, test_mean DESC
 """
 
 
-def summary(store: RunStore, run_id: str) -> list[dict[str, Any]]:
+def summary(store: RunStore, run_ids: str | Sequence[str]) -> list[dict[str, Any]]:
     """Per (strategy, budget): mean and sd over folds x seeds of best dev and test, gap, excess
-    gap, AUC, wall, and on how many of the folds x seeds it had the best test score."""
-    return store.query(SUMMARY_SQL, [run_id])
+    gap, AUC, wall, and on how many of the folds x seeds it had the best test score; over one
+    run, or pooled over runs that made different folds of one measurement (see pool_runs)."""
+    return store.query(SUMMARY_SQL, [_ids(run_ids)])
+
+
+def _ids(run_ids: str | Sequence[str]) -> list[str]:
+    return [run_ids] if isinstance(run_ids, str) else list(run_ids)
 
 
 #: Per budget and ordered pair of strategies, their differences over the same (fold, seed) runs:
@@ -621,17 +627,17 @@ SELECT a.budget, a.strategy AS strategy, b.strategy AS other, count(*) AS pairs,
        avg(a.gap - b.gap) AS gap_diff,
        coalesce(stddev_samp(a.gap - b.gap), 0) AS gap_diff_sd
 FROM bench_summary a JOIN bench_summary b USING (run_id, budget, fold, seed)
-WHERE run_id = ? AND a.strategy <> b.strategy
+WHERE list_contains(?, run_id) AND a.strategy <> b.strategy
   AND a.test_score IS NOT NULL AND b.test_score IS NOT NULL
 GROUP BY a.budget, a.strategy, b.strategy
 ORDER BY a.budget, a.strategy, b.strategy
 """
 
 
-def paired(store: RunStore, run_id: str) -> list[dict[str, Any]]:
+def paired(store: RunStore, run_ids: str | Sequence[str]) -> list[dict[str, Any]]:
     """Per budget and ordered pair of strategies: the mean and sd of their test-score and
     dev-test-gap differences over the (fold, seed) runs both made."""
-    return store.query(PAIRED_SQL, [run_id])
+    return store.query(PAIRED_SQL, [_ids(run_ids)])
 
 
 def _paired_clause(pair: dict[str, Any] | None) -> str:
@@ -748,3 +754,64 @@ def write_curves(traces: list[Trace], path: Path, setup: SearchSetup) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+#: The settings of a bench search that may differ between runs pooled into one measurement:
+#: how it was launched and which of the folds it ran, not what was measured.
+POOLABLE_SETTINGS = ("command", "only_folds", "workers")
+
+
+def pool_runs(store: RunStore, run_ids: Sequence[str]) -> dict[str, Any]:
+    """Check that ``run_ids`` are parts of one measurement, and say what they cover: bench
+    searches of one benchmark with the same folds, strategies, budgets, seeds and start (only
+    POOLABLE_SETTINGS may differ), none holding a (fold, strategy, seed, budget) run another
+    holds. A run stopped part-way counts with the runs it finished. Returns the shared
+    settings, the folds covered and, per run, the folds it gave."""
+    if len(set(run_ids)) != len(run_ids) or not run_ids:
+        raise MemevolveError("bench pool needs one or more different run ids. Fix: list each "
+                             "run once (`memevolve runs --db FILE` lists them).")
+    runs = {r["run_id"]: r for r in store.query(
+        "SELECT run_id, kind, benchmark_key, status, settings_json FROM runs "
+        "WHERE list_contains(?, run_id)", [list(run_ids)])}
+    settings: dict[str, Any] | None = None
+    first = run_ids[0]
+    for run_id in run_ids:
+        run = runs.get(run_id)
+        if run is None or run["kind"] != "bench" or "strategies" not in json.loads(
+                run["settings_json"]):
+            raise MemevolveError(f"{run_id}: no bench search run of that id in the store. "
+                                 "Fix: pass the ids `memevolve bench search` printed, with "
+                                 "the --db it wrote to.")
+        mine = {k: v for k, v in json.loads(run["settings_json"]).items()
+                if k not in POOLABLE_SETTINGS}
+        if settings is None:
+            settings = mine
+            continue
+        if run["benchmark_key"] != runs[first]["benchmark_key"]:
+            raise MemevolveError(f"{run_id} measured another benchmark (or another file of "
+                                 f"it) than {first}. Fix: pool only the parts of one "
+                                 "measurement.")
+        differ = sorted(k for k in set(settings) | set(mine) if settings.get(k) != mine.get(k))
+        if differ:
+            raise MemevolveError(
+                f"{run_id} differs from {first} in {', '.join(differ)} (e.g. {differ[0]} "
+                f"{mine.get(differ[0])!r} against {settings.get(differ[0])!r}), so the two "
+                "are not parts of one measurement. Fix: pool runs made with the same options "
+                "but --only-folds.")
+    twice = store.query("""
+        SELECT fold, strategy, seed, budget, list(run_id ORDER BY run_id) AS runs
+        FROM bench_summary WHERE list_contains(?, run_id)
+        GROUP BY fold, strategy, seed, budget HAVING count(*) > 1
+        ORDER BY fold, strategy, seed, budget LIMIT 1""", [list(run_ids)])
+    if twice:
+        t = twice[0]
+        raise MemevolveError(f"fold {t['fold']} {t['strategy']} seed {t['seed']} budget "
+                             f"{t['budget']} was run by both {' and '.join(t['runs'])}. Fix: "
+                             "pool runs of different folds (--only-folds).")
+    gave = {run_id: sorted({r["fold"] for r in store.query(
+        "SELECT DISTINCT fold FROM bench_summary WHERE run_id = ?", [run_id])})
+        for run_id in run_ids}
+    assert settings is not None
+    return {"settings": settings, "gave": gave,
+            "covered": sorted({f for folds in gave.values() for f in folds}),
+            "folds": len(settings.get("folds") or [None])}
