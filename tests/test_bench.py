@@ -505,6 +505,8 @@ def test_only_folds_runs_those_folds_as_a_full_run_does(searched, parts):
     _, _, summary, curves, _, _ = searched
     root, db, ids, outputs = parts
     assert len(ids) == 2 and all("1 folds x 1 seeds" in o for o in outputs)
+    # A part of one fold still heads its lines with the fold, of all K.
+    assert "fold1of2 hill-climber budget 6 seed 1: evaluation 6/6" in outputs[1]
     assert "--only-folds 1" in (root / "out1" / "search.md").read_text()
     with RunStore(db) as store:
         for fold, run_id in enumerate(ids):

@@ -178,7 +178,8 @@ def search_command(
     run_id = _bench_id("search")
     # memevolve's own run stores stay beside the table, for 'memevolve report RUN --db FILE'.
     setups = [SearchSetup(bench, one, preset=preset, max_context_tokens=max_context_tokens,
-                          candidates=per_round, keep_runs=out / run_id, fold=fold)
+                          candidates=per_round, keep_runs=out / run_id, fold=fold,
+                          folds=len(splits))
               for fold, one in enumerate(splits) if chosen is None or fold in chosen]
     command = " ".join(["memevolve bench search", *(["--smoke"] if smoke else
                         ["-b", benchmark] + (["--data", _quote(data)] if data else [])

@@ -42,8 +42,14 @@ class SearchSetup:
     candidates: int = 4
     #: Keeps memevolve's own run stores (one per run) for `memevolve report`; None: discarded.
     keep_runs: Path | None = None
-    #: Which fold ``split`` is (0 for a single split).
+    #: Which fold ``split`` is (0 for a single split), of how many (1: a single split).
     fold: int = 0
+    folds: int = 1
+
+    @property
+    def label(self) -> str:
+        """The head of the fold's progress lines, e.g. fold2of5 ('' for a single split)."""
+        return f"fold{self.fold}of{self.folds}" if self.folds > 1 else ""
 
     @cached_property
     def start(self) -> RetrievalConfig:
@@ -507,7 +513,7 @@ def run_search(store: RunStore, setups: Sequence[SearchSetup], evaluator: Evalua
     warm_up(setups[0], evaluator)
     traces: list[Trace] = []
     for setup in setups:
-        where = f"{setup.split.name} " if len(setups) > 1 else ""
+        where = f"{setup.label} " if setup.label else ""
         # Test scores by config hash: evaluation is deterministic, so a config chosen twice (by
         # two budgets, two strategies) is scored once; the start's is every excess gap's base.
         known: dict[str, tuple[float, float]] = {}
