@@ -801,7 +801,8 @@ def pool_runs(store: RunStore, run_ids: Sequence[str]) -> dict[str, Any]:
         if differ:
             raise MemevolveError(
                 f"{run_id} differs from {first} in {', '.join(differ)} (e.g. {differ[0]} "
-                f"{mine.get(differ[0])!r} against {settings.get(differ[0])!r}), so the two "
+                f"{_short(mine.get(differ[0]))} against {_short(settings.get(differ[0]))}), "
+                "so the two "
                 "are not parts of one measurement. Fix: pool runs made with the same options "
                 "but --only-folds.")
     twice = store.query("""
@@ -821,3 +822,8 @@ def pool_runs(store: RunStore, run_ids: Sequence[str]) -> dict[str, Any]:
     return {"settings": settings, "gave": gave,
             "covered": sorted({f for folds in gave.values() for f in folds}),
             "folds": len(settings.get("folds") or [None])}
+
+
+def _short(value: Any, width: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= width else text[:width - 3] + "..."
