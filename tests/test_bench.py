@@ -574,6 +574,7 @@ def test_pool_refuses_runs_that_are_not_parts_of_one_measurement(searched, parts
     assert result.exit_code == 2 and "differs from" in result.output
     assert "strategies" in result.output and "Fix:" in result.output
 
+
 @pytest.mark.parametrize("args, says", [
     (["--only-folds", "2"], "fold 2 is not one of the 2 folds"),
     (["--only-folds", "x"], "is not a comma-separated list"),

@@ -777,7 +777,7 @@ def pool_runs(store: RunStore, run_ids: Sequence[str]) -> dict[str, Any]:
         raise MemevolveError("bench pool needs one or more different run ids. Fix: list each "
                              "run once (`memevolve runs --db FILE` lists them).")
     runs = {r["run_id"]: r for r in store.query(
-        "SELECT run_id, kind, benchmark_key, status, settings_json FROM runs "
+        "SELECT run_id, kind, benchmark_key, settings_json FROM runs "
         "WHERE list_contains(?, run_id)", [list(run_ids)])}
     settings: dict[str, Any] | None = None
     first = run_ids[0]
@@ -815,9 +815,10 @@ def pool_runs(store: RunStore, run_ids: Sequence[str]) -> dict[str, Any]:
         raise MemevolveError(f"fold {t['fold']} {t['strategy']} seed {t['seed']} budget "
                              f"{t['budget']} was run by both {' and '.join(t['runs'])}. Fix: "
                              "pool runs of different folds (--only-folds).")
-    gave = {run_id: sorted({r["fold"] for r in store.query(
-        "SELECT DISTINCT fold FROM bench_summary WHERE run_id = ?", [run_id])})
-        for run_id in run_ids}
+    gave: dict[str, list[int]] = {run_id: [] for run_id in run_ids}
+    for r in store.query("SELECT DISTINCT run_id, fold FROM bench_summary "
+                         "WHERE list_contains(?, run_id) ORDER BY fold", [list(run_ids)]):
+        gave[r["run_id"]].append(r["fold"])
     assert settings is not None
     return {"settings": settings, "gave": gave,
             "covered": sorted({f for folds in gave.values() for f in folds}),
