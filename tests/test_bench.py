@@ -470,6 +470,23 @@ def test_the_summary_counts_the_folds_each_strategy_was_best_on_test(searched):
             1 for r in rows if r["strategy"] == line["strategy"]
             and r["test_score"] >= top[r["fold"], r["seed"]])
     assert sum(line["best_runs"] for line in table) >= len(top)
+    for line in table:
+        gaps = [r["best_dev"] - r["test_score"] for r in rows if r["strategy"] ==
+                line["strategy"] and r["budget"] == line["budget"]]
+        assert line["gap_mean"] == pytest.approx(sum(gaps) / len(gaps))
+        assert line["gap_size_mean"] == pytest.approx(sum(map(abs, gaps)) / len(gaps))
+
+
+def test_the_verdict_names_the_smallest_gap_size_apart_from_the_smallest_mean_gap():
+    """Gaps of opposite signs cancel in the mean: the verdict names the smallest mean size
+    too, and only over several runs, where the two can differ."""
+    rows = [{**_row("memevolve", 0.80, 0.01, 0.011, 0.8), "gap_size_mean": 0.028},
+            {**_row("hill-climber", 0.76, 0.04, 0.008, 0.7), "gap_size_mean": 0.038}]
+    line, = verdicts(rows)
+    assert ("smallest dev-test gap hill-climber +0.0080; smallest mean size of the dev-test gap "
+            "over its folds x seeds memevolve 0.0280; largest AUC") in line
+    alone = [{**r, "runs": 1} for r in rows]
+    assert "mean size" not in verdicts(alone)[0]
 
 
 #: The part-runs of `parts`: two strategies, one seed, each fold in its own run.
@@ -535,7 +552,8 @@ def test_pool_gives_the_parts_one_table_as_one_run_would(searched, parts):
         auc = sum(r["auc"] for r in rows) / len(rows)
         assert f"| {strategy} | 6 | 2 x 1 | " in text
         line = next(x for x in text.splitlines() if x.startswith(f"| {strategy} | 6 |"))
-        assert f"{test:.4f} ± " in line and f"| {auc:.4f} |" in line
+        size = sum(abs(r["best_dev"] - r["test_score"]) for r in rows) / len(rows)
+        assert f"{test:.4f} ± " in line and f"| {auc:.4f} |" in line and f"| {size:.4f} |" in line
     assert "paired over the same 2 folds x seeds" in text
     # One part alone: the table says which folds it lacks.
     alone = _invoke("pool", ids[1], "--db", str(db), "--out", str(root / "alone"))

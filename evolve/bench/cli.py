@@ -227,11 +227,11 @@ def _print_search(title: str, rows: list[dict], pairs: list[dict], out: Path, na
     from evolve.bench.search import signed_cell, summary_markdown, verdicts
 
     console.print(table(
-        title, ["strategy", "budget", "evals", "best dev", "test", "dev-test", "excess gap",
-                "AUC", "wall s"],
+        title, ["strategy", "budget", "evals", "best dev", "test", "dev-test",
+                "dev-test size", "excess gap", "AUC", "wall s"],
         [[r["strategy"], r["budget"], round(r["evaluations"], 1),
           f"{r['dev_mean']:.4f} ± {r['dev_sd']:.4f}", f"{r['test_mean']:.4f} ± "
-          f"{r['test_sd']:.4f}", f"{r['gap_mean']:+.4f}",
+          f"{r['test_sd']:.4f}", f"{r['gap_mean']:+.4f}", f"{r['gap_size_mean']:.4f}",
           signed_cell(r["excess_mean"]), r["auc_mean"], r["wall_mean"]]
          for r in rows]))
     said = verdicts(rows, pairs)

@@ -601,8 +601,10 @@ SELECT strategy, budget, count(DISTINCT fold) AS folds, count(*) AS runs,
        avg(test_score) AS test_mean, coalesce(stddev_samp(test_score), 0) AS test_sd,
        min(test_score) AS test_min, max(test_score) AS test_max,
        avg(test_adversarial) AS adversarial_mean,
-       avg(gap) AS gap_mean, avg(excess_gap) AS excess_mean, avg(auc) AS auc_mean,
-       avg(wall_s) AS wall_mean,
+       -- the signed mean shows a strategy's optimism, the mean size how far one run's dev score
+       -- is from its test score (folds whose gaps have opposite signs cancel in the first)
+       avg(gap) AS gap_mean, avg(abs(gap)) AS gap_size_mean, avg(excess_gap) AS excess_mean,
+       avg(auc) AS auc_mean, avg(wall_s) AS wall_mean,
        -- (fold, seed) pairs where no strategy scored higher on test (a tie counts for each)
        count_if(test_score >= top_test) AS best_runs
 FROM (SELECT *, max(test_score) OVER (PARTITION BY budget, fold, seed) AS top_test
@@ -613,9 +615,10 @@ ORDER BY budget, test_mean DESC
 
 
 def summary(store: RunStore, run_ids: str | Sequence[str]) -> list[dict[str, Any]]:
-    """Per (strategy, budget): mean and sd over folds x seeds of best dev and test, gap, excess
-    gap, AUC, wall, and on how many of the folds x seeds it had the best test score; over one
-    run, or pooled over runs that made different folds of one measurement (see pool_runs)."""
+    """Per (strategy, budget): mean and sd over folds x seeds of best dev and test, gap (and
+    its mean size), excess gap, AUC, wall, and on how many of the folds x seeds it had the best
+    test score; over one run, or pooled over runs that made different folds of one measurement
+    (see pool_runs)."""
     return store.query(SUMMARY_SQL, [_ids(run_ids)])
 
 
@@ -660,8 +663,8 @@ def _paired_clause(pair: dict[str, Any] | None) -> str:
 def summary_markdown(rows: list[dict[str, Any]]) -> str:
     lines = ["| strategy | budget | folds x seeds | evals | best dev (mean ± sd) | "
              "test (mean ± sd) | test min..max | adversarial test (apart) | dev − test | "
-             "excess gap | AUC | wall s |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "dev − test size | excess gap | AUC | wall s |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         lines.append(f"| {r['strategy']} | {r['budget']} | {r['folds']} x "
                      f"{r['runs'] // max(1, r['folds'])} | {r['evaluations']:.1f} | "
@@ -669,7 +672,7 @@ def summary_markdown(rows: list[dict[str, Any]]) -> str:
                      f"{r['test_mean']:.4f} ± {r['test_sd']:.4f} | "
                      f"{r['test_min']:.4f}..{r['test_max']:.4f} | "
                      f"{_cell(r['adversarial_mean'])} | {r['gap_mean']:+.4f} | "
-                     f"{signed_cell(r.get('excess_mean'))} | "
+                     f"{_cell(r.get('gap_size_mean'))} | {signed_cell(r.get('excess_mean'))} | "
                      f"{r['auc_mean']:.4f} | {r['wall_mean']:.1f} |")
     return "\n".join(lines)
 
@@ -686,7 +689,8 @@ def verdicts(rows: list[dict[str, Any]], pairs: Sequence[dict[str, Any]] = ()) -
     """Per budget, in words: a winner on mean test score only when its lead over the runner-up
     is outside the spread (larger than either one's sd over folds x seeds), otherwise no
     winner; with ``pairs`` (see paired), the two's test and gap differences over the same runs;
-    the smallest mean dev-test gap, and the smallest excess gap (where measured); the largest
+    the smallest mean dev-test gap, the smallest mean size of it (over several runs: gaps of
+    opposite signs cancel in the mean), and the smallest excess gap (where measured); the largest
     area under the best-so-far curve."""
     by_pair = {(p["budget"], p["strategy"], p["other"]): p for p in pairs}
     lines = []
@@ -716,6 +720,11 @@ def verdicts(rows: list[dict[str, Any]], pairs: Sequence[dict[str, Any]] = ()) -
             line += _paired_clause(by_pair.get((budget, best["strategy"], second["strategy"])))
         gap = min(group, key=lambda r: abs(r["gap_mean"]))
         line += f"; smallest dev-test gap {gap['strategy']} {gap['gap_mean']:+.4f}"
+        sized = [r for r in group if r.get("gap_size_mean") is not None]
+        if sized and max(r["runs"] for r in sized) > 1:
+            size = min(sized, key=lambda r: r["gap_size_mean"])
+            line += (f"; smallest mean size of the dev-test gap over its folds x seeds "
+                     f"{size['strategy']} {size['gap_size_mean']:.4f}")
         measured = [r for r in group if r.get("excess_mean") is not None]
         if measured:
             excess = min(measured, key=lambda r: abs(r["excess_mean"]))
